@@ -1,0 +1,4 @@
+"""Image generation: requests, prompt parsing, samplers, the diffusers engine and PNG metadata.
+
+This package knows nothing about Discord; ``storage`` knows nothing about it.
+"""

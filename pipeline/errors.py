@@ -1,0 +1,64 @@
+"""The pipeline's exception hierarchy.
+
+Every error a person can cause or meet carries a short message meant to be shown as it is,
+in a terminal or in Discord; unexpected failures stay ordinary exceptions.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+
+class PipelineError(Exception):
+    """Base class of every error raised on purpose by ``pipeline``."""
+
+
+class InvalidRequest(PipelineError, ValueError):
+    """A request field (or a prompt flag) has a value nanke will not run.
+
+    ``field`` names the field or flag (``steps``, ``--ar``), ``value`` is what was given and
+    ``allowed`` says in words what would have been accepted.
+    """
+
+    def __init__(self, field: str, value: Any, allowed: str, *, reason: str | None = None) -> None:
+        self.field = field
+        self.value = value
+        self.allowed = allowed
+        self.reason = reason
+        shown = repr(value) if isinstance(value, str) else str(value)
+        if len(shown) > 60:
+            shown = shown[:57] + "..."
+        head = f"{field}: {shown} {reason}" if reason else f"{field}: {shown} is not allowed"
+        super().__init__(f"{head} (allowed: {allowed})")
+
+
+class ModelError(PipelineError):
+    """The model could not be found or loaded."""
+
+
+class ModelNotFound(ModelError):
+    """No checkpoint or diffusers folder exists where the setting points."""
+
+
+class ModelLoadError(ModelError):
+    """The model exists but could not be loaded (wrong format, missing config, no network)."""
+
+
+class DeviceError(PipelineError):
+    """The requested device or dtype cannot be used on this machine."""
+
+
+class GenerationError(PipelineError):
+    """Generation ran but did not produce usable images."""
+
+
+class BlackImageError(GenerationError):
+    """The output was NaN / all black even after retrying the VAE in float32."""
+
+
+class OutOfMemory(GenerationError):
+    """The device ran out of memory even after the memory-saving fallbacks."""
+
+
+class Cancelled(PipelineError):
+    """The job was cancelled while it was running."""
