@@ -1,0 +1,1 @@
+"""One cog per feature, each ending in ``async def setup(bot)``."""

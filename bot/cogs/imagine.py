@@ -1,0 +1,105 @@
+"""/imagine: a prompt (with Midjourney-style flags) becomes a queued job."""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import replace
+from typing import TYPE_CHECKING
+
+import discord
+from discord import app_commands
+from discord.ext import commands
+
+from bot.errors import report_error
+from pipeline.errors import PipelineError
+from pipeline.prompt.flags import parse_prompt
+from pipeline.request import MAX_CFG, MAX_COUNT, MAX_SEED, MAX_STEPS, MIN_CFG, MIN_COUNT, MIN_STEPS
+from pipeline.samplers import SAMPLER_NAMES
+
+if TYPE_CHECKING:
+    from bot.client import NankeBot
+
+log = logging.getLogger(__name__)
+
+ASPECTS = {
+    "1:1 square": "1:1",
+    "3:2 landscape": "3:2",
+    "2:3 portrait": "2:3",
+    "16:9 wide": "16:9",
+    "9:16 tall": "9:16",
+    "4:5 portrait": "4:5",
+}
+# Discord allows 25 choices; the common samplers come first.
+SAMPLER_CHOICES = [app_commands.Choice(name=name, value=name) for name in SAMPLER_NAMES][:25]
+
+
+class Imagine(commands.Cog):
+    """The /imagine command."""
+
+    def __init__(self, bot: NankeBot) -> None:
+        self.bot = bot
+
+    @app_commands.command(name="imagine", description="Generate images from a prompt")
+    @app_commands.describe(
+        prompt="What to draw. Flags work too: --ar 3:2 --no trees --seed 7 --steps 30 --n 4",
+        negative="What to keep out of the image (negative prompt)",
+        aspect="Aspect ratio",
+        seed=f"Seed of the first image (0 to {MAX_SEED})",
+        steps=f"Denoising steps ({MIN_STEPS} to {MAX_STEPS})",
+        cfg=f"Guidance scale ({MIN_CFG:g} to {MAX_CFG:g})",
+        sampler="Sampler (AUTOMATIC1111 names)",
+        count=f"Number of images ({MIN_COUNT} to {MAX_COUNT})",
+        model="Model to use",
+    )
+    @app_commands.choices(
+        aspect=[app_commands.Choice(name=name, value=value) for name, value in ASPECTS.items()],
+        sampler=SAMPLER_CHOICES,
+    )
+    async def imagine(
+        self,
+        interaction: discord.Interaction,
+        prompt: app_commands.Range[str, 1, 1500],
+        negative: str | None = None,
+        aspect: str | None = None,
+        seed: app_commands.Range[int, 0, MAX_SEED] | None = None,
+        steps: app_commands.Range[int, MIN_STEPS, MAX_STEPS] | None = None,
+        cfg: app_commands.Range[float, MIN_CFG, MAX_CFG] | None = None,
+        sampler: str | None = None,
+        count: app_commands.Range[int, MIN_COUNT, MAX_COUNT] | None = None,
+        model: str | None = None,
+    ) -> None:
+        # 1. Parse and validate (no I/O): bad input gets an ephemeral reply and queues nothing.
+        try:
+            text = f"{prompt} --ar {aspect}" if aspect else prompt
+            parsed = parse_prompt(text)
+            request = parsed.request
+            options = {
+                "negative_prompt": negative,
+                "seed": seed,
+                "steps": steps,
+                "cfg_scale": cfg,
+                "sampler": sampler,
+                "count": count,
+                "model": model,
+            }
+            request = replace(request, **{k: v for k, v in options.items() if v is not None})
+            if request.model is not None:
+                request = replace(request, model=self.bot.services.catalog.resolve(request.model).name)
+            request = request.validate(max_pixels=self.bot.settings.max_pixels)
+        except PipelineError as error:
+            await report_error(interaction, error)
+            return
+        # 2. Defer, store, announce.
+        await self.bot.flow.start(interaction, request)
+
+    @imagine.autocomplete("model")
+    async def model_autocomplete(
+        self, interaction: discord.Interaction, current: str
+    ) -> list[app_commands.Choice[str]]:
+        names = self.bot.services.catalog.names()
+        needle = current.casefold()
+        return [app_commands.Choice(name=n, value=n) for n in names if needle in n.casefold()][:25]
+
+
+async def setup(bot: NankeBot) -> None:
+    await bot.add_cog(Imagine(bot))

@@ -1,0 +1,295 @@
+"""Getting results to Discord under Discord's rules.
+
+- Progress edits of one message are at least ``edit_interval`` seconds apart (latest wins).
+- Results go out through the interaction's webhook while its token is valid (15 minutes), and
+  with ``channel.send`` mentioning the requester afterwards (long queue, restart): never lost.
+- An upload over the limit is re-encoded smaller (PNG → WebP → JPEG, parameters kept).
+- A failed post stays ``pending`` in the database and is retried with backoff; on start, every
+  finished-but-undelivered job is delivered. Delivery state is written after the post succeeds.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from datetime import datetime, timedelta, timezone
+from typing import TYPE_CHECKING
+
+import discord
+from PIL import Image
+
+from bot import render
+from bot.buttons import queued_view, result_view
+from pipeline.jobs import JobService, JobSnapshot
+from pipeline.metadata import UploadTooLarge
+from storage import (
+    Delivery,
+    get_delivery_for_job,
+    mark_delivered,
+    pending_deliveries,
+    record_delivery_failure,
+    record_progress_message,
+)
+
+if TYPE_CHECKING:
+    from bot.client import NankeBot
+
+log = logging.getLogger(__name__)
+
+TOKEN_LIFETIME = timedelta(minutes=15)
+TOKEN_MARGIN = timedelta(seconds=30)
+"""A token this close to its expiry is treated as expired: a slow upload must not straddle it."""
+RETRY_DELAYS = (2.0, 5.0, 15.0, 60.0, 300.0)
+MAX_ATTEMPTS = 12
+INVALID_TOKEN_CODES = {50027, 10015}
+TOO_LARGE_CODE = 40005
+
+
+def utcnow() -> datetime:
+    return datetime.now(timezone.utc)
+
+
+@dataclass
+class _ProgressState:
+    last_edit: float = float("-inf")
+    latest: tuple[int, int, float] | None = None
+    """The newest (step, total, elapsed seconds) not yet shown."""
+    job: JobSnapshot | None = None
+    task: asyncio.Task[None] | None = None
+
+
+class Deliverer:
+    """Posts queue, progress and result messages for jobs; all methods run on the bot's loop."""
+
+    def __init__(
+        self,
+        bot: NankeBot,
+        service: JobService,
+        *,
+        edit_interval: float = 2.0,
+        now: Callable[[], datetime] = utcnow,
+    ) -> None:
+        self.bot = bot
+        self.service = service
+        self.edit_interval = edit_interval
+        self.now = now
+        self._progress: dict[int, _ProgressState] = {}
+        self._delivering: set[int] = set()
+
+    # -- queued and progress --------------------------------------------------------------------
+
+    async def announce_queued(self, interaction: discord.Interaction, job: JobSnapshot) -> None:
+        """Turn the deferred response into the job's queue message (with ❌) and remember its id."""
+        position = await asyncio.to_thread(self.service.position, job.id)
+        message = await interaction.edit_original_response(
+            content=render.queued_text(job, position),
+            view=queued_view(job.id),
+            allowed_mentions=discord.AllowedMentions.none(),
+        )
+        self._progress.setdefault(job.id, _ProgressState()).last_edit = time.monotonic()
+        await asyncio.to_thread(self._record_progress_message, job.id, message.id)
+
+    def _record_progress_message(self, job_id: int, message_id: int) -> None:
+        with self.service.database.session() as session:
+            record_progress_message(session, job_id=job_id, message_id=message_id)
+
+    def progress(self, job_id: int, step: int, total: int, elapsed_s: float) -> None:
+        """Show progress, coalescing updates so one message is edited at most every interval."""
+        state = self._progress.setdefault(job_id, _ProgressState())
+        state.latest = (step, total, elapsed_s)
+        if state.task is None or state.task.done():
+            state.task = asyncio.create_task(self._flush_progress(job_id), name=f"nanke-progress-{job_id}")
+
+    async def _flush_progress(self, job_id: int) -> None:
+        state = self._progress[job_id]
+        wait = state.last_edit + self.edit_interval - time.monotonic()
+        if wait > 0:
+            await asyncio.sleep(wait)
+        latest, state.latest = state.latest, None
+        if latest is None:
+            return
+        state.last_edit = time.monotonic()
+        try:
+            if state.job is None:
+                state.job = await asyncio.to_thread(self.service.get, job_id)
+            delivery = await asyncio.to_thread(self._delivery, job_id)
+            if delivery is not None and delivery.progress_message_id is not None:
+                text = render.progress_text(state.job, *latest)
+                await self._edit(delivery, delivery.progress_message_id, content=text)
+        except discord.HTTPException as error:
+            log.info("progress edit for job %d failed: %s", job_id, error)
+
+    def _stop_progress(self, job_id: int) -> None:
+        state = self._progress.pop(job_id, None)
+        if state is not None and state.task is not None and not state.task.done():
+            state.task.cancel()
+
+    # -- results ------------------------------------------------------------------------------
+
+    async def deliver(self, job_id: int) -> bool:
+        """Post a finished job's result (or failure) once; ``True`` when it is delivered now."""
+        if job_id in self._delivering:
+            return False
+        self._delivering.add(job_id)
+        try:
+            self._stop_progress(job_id)
+            return await self._deliver(job_id)
+        finally:
+            self._delivering.discard(job_id)
+
+    async def _deliver(self, job_id: int) -> bool:
+        job = await asyncio.to_thread(self.service.get, job_id)
+        delivery = await asyncio.to_thread(self._delivery, job_id)
+        if delivery is None or delivery.status != "pending" or not job.finished:
+            return False
+        try:
+            message_id = await self._post_result(job, delivery)
+        except discord.HTTPException as error:
+            await asyncio.to_thread(self._failed, delivery, str(error))
+            return False
+        except UploadTooLarge as error:
+            await asyncio.to_thread(self._failed, delivery, str(error), final=True)
+            return False
+        await asyncio.to_thread(self._delivered, job_id, message_id)
+        if delivery.progress_message_id is not None:
+            await self._delete_quietly(delivery, delivery.progress_message_id)
+        log.info("job %d delivered as message %d", job_id, message_id)
+        return True
+
+    async def _post_result(self, job: JobSnapshot, delivery: Delivery) -> int:
+        use_token = self._token_valid(delivery)
+        mention = None if use_token or job.owner_discord_id is None else f"<@{job.owner_discord_id}>"
+        allowed = (
+            discord.AllowedMentions(everyone=False, roles=False, users=[discord.Object(job.owner_discord_id)])
+            if mention
+            else discord.AllowedMentions.none()
+        )
+        kwargs: dict[str, object] = {"allowed_mentions": allowed}
+        if job.status == "done":
+            images = await asyncio.to_thread(self._load_images, job)
+            kwargs.update(
+                content=render.finished_text(job, mention),
+                embed=render.result_embed(job),
+                view=result_view(job.id, len(images)),
+            )
+        else:
+            images = []
+            kwargs.update(content=render.failure_text(job, mention))
+        limit = self._upload_limit(delivery)
+        while True:
+            if images:
+                kwargs["file"] = await asyncio.to_thread(render.result_file, job, images, max_bytes=limit)
+            try:
+                if use_token:
+                    try:
+                        return await self._send_followup(delivery, **kwargs)
+                    except discord.HTTPException as error:
+                        if error.status != 401 and error.code not in INVALID_TOKEN_CODES:
+                            raise
+                        log.info("job %d: interaction token no longer valid, posting in the channel", job.id)
+                        use_token = False
+                        return await self._post_result(job, _expired(delivery))
+                return await self._send_channel(delivery, **kwargs)
+            except discord.HTTPException as error:
+                if images and (error.status == 413 or error.code == TOO_LARGE_CODE) and limit > 256 * 1024:
+                    limit //= 2
+                    log.info("job %d: upload too large, trying under %d bytes", job.id, limit)
+                    continue
+                raise
+
+    async def _send_followup(self, delivery: Delivery, **kwargs: object) -> int:
+        webhook = discord.Webhook.partial(delivery.application_id, delivery.interaction_token, client=self.bot)
+        message = await webhook.send(wait=True, **kwargs)  # type: ignore[arg-type]
+        return message.id
+
+    async def _send_channel(self, delivery: Delivery, **kwargs: object) -> int:
+        channel = self.bot.get_channel(delivery.channel_id) or await self.bot.fetch_channel(delivery.channel_id)
+        message = await channel.send(**kwargs)  # type: ignore[union-attr]
+        return message.id
+
+    async def _edit(self, delivery: Delivery, message_id: int, **kwargs: object) -> None:
+        if self._token_valid(delivery):
+            webhook = discord.Webhook.partial(delivery.application_id, delivery.interaction_token, client=self.bot)
+            await webhook.edit_message(message_id, **kwargs)  # type: ignore[arg-type]
+        else:
+            channel = self.bot.get_partial_messageable(delivery.channel_id)
+            await channel.get_partial_message(message_id).edit(**kwargs)  # type: ignore[arg-type]
+
+    async def _delete_quietly(self, delivery: Delivery, message_id: int) -> None:
+        try:
+            if self._token_valid(delivery):
+                webhook = discord.Webhook.partial(
+                    delivery.application_id, delivery.interaction_token, client=self.bot
+                )
+                await webhook.delete_message(message_id)
+            else:
+                await self.bot.get_partial_messageable(delivery.channel_id).get_partial_message(message_id).delete()
+        except discord.HTTPException as error:
+            log.debug("could not delete progress message %d: %s", message_id, error)
+
+    def _token_valid(self, delivery: Delivery) -> bool:
+        return (
+            delivery.interaction_token is not None
+            and delivery.application_id is not None
+            and delivery.token_expires_at is not None
+            and self.now() < delivery.token_expires_at - TOKEN_MARGIN
+        )
+
+    def _upload_limit(self, delivery: Delivery) -> int:
+        guild = self.bot.get_guild(delivery.guild_id) if delivery.guild_id else None
+        return max(guild.filesize_limit if guild else 0, render.DEFAULT_UPLOAD_LIMIT)
+
+    # -- database side (run in a thread) ------------------------------------------------------
+
+    def _delivery(self, job_id: int) -> Delivery | None:
+        with self.service.database.session() as session:
+            return get_delivery_for_job(session, job_id=job_id)
+
+    def _load_images(self, job: JobSnapshot) -> list[Image.Image]:
+        import io
+
+        return [Image.open(io.BytesIO(self.service.image_bytes(image))).convert("RGB") for image in job.images]
+
+    def _delivered(self, job_id: int, message_id: int) -> None:
+        with self.service.database.session() as session:
+            mark_delivered(session, job_id=job_id, message_id=message_id)
+
+    def _failed(self, delivery: Delivery, error: str, *, final: bool = False) -> None:
+        attempt = delivery.attempts + 1
+        give_up = final or attempt >= MAX_ATTEMPTS
+        delay = RETRY_DELAYS[min(attempt - 1, len(RETRY_DELAYS) - 1)]
+        log.warning(
+            "delivery of job %d failed (attempt %d)%s: %s",
+            delivery.job_id, attempt, ", giving up" if give_up else f", retrying in {delay:g} s", error,
+        )
+        with self.service.database.session() as session:
+            record_delivery_failure(
+                session,
+                job_id=delivery.job_id,
+                error=error,
+                retry_at=None if give_up else self.now() + timedelta(seconds=delay),
+            )
+
+    # -- the retry loop -----------------------------------------------------------------------
+
+    async def deliver_due(self) -> int:
+        """Deliver every finished job whose delivery is pending and due; returns how many went out."""
+        due = await asyncio.to_thread(self._due)
+        delivered = 0
+        for job_id in due:
+            delivered += await self.deliver(job_id)
+        return delivered
+
+    def _due(self) -> list[int]:
+        with self.service.database.session() as session:
+            return [delivery.job_id for delivery in pending_deliveries(session, now=self.now())]
+
+
+def _expired(delivery: Delivery) -> Delivery:
+    """A stand-in for ``delivery`` whose interaction token is treated as expired."""
+    clone = Delivery(**{column.key: getattr(delivery, column.key) for column in Delivery.__table__.columns})
+    clone.interaction_token = None
+    return clone

@@ -1,0 +1,72 @@
+"""The bot's errors and its one central error handler.
+
+Errors a member can cause (a bad option, a full queue, a button they may not press) become a short
+ephemeral reply. Anything else is logged with its traceback and the member sees
+"something went wrong", with the job id when there is one so an admin can find it in the log.
+"""
+
+from __future__ import annotations
+
+import logging
+
+import discord
+from discord import app_commands
+
+from pipeline.errors import InvalidRequest, PipelineError
+from storage.errors import StorageError
+
+log = logging.getLogger(__name__)
+
+
+class BotError(Exception):
+    """Base class of the bot's own errors; the message is shown to the member as it is."""
+
+
+class NotAllowed(BotError):
+    """The member may not do this (another member's job, no Manage Messages)."""
+
+
+class JobGone(BotError):
+    """The job a button points to no longer exists (deleted)."""
+
+
+def user_message(error: BaseException) -> str | None:
+    """The short text to show a member for a known error, or ``None`` for an unexpected one."""
+    if isinstance(error, app_commands.CommandInvokeError | discord.app_commands.TransformerError):
+        error = error.__cause__ or error
+    if isinstance(error, InvalidRequest):
+        return f"⚠️ {error}"
+    if isinstance(error, BotError | PipelineError):
+        return f"⚠️ {error}"
+    if isinstance(error, app_commands.CheckFailure):
+        return "⛔ You can't use this command here."
+    if isinstance(error, StorageError) and error.__class__.__name__ == "JobNotFound":
+        return f"⚠️ {error}"
+    return None
+
+
+async def report_error(interaction: discord.Interaction, error: BaseException, *, job_id: int | None = None) -> None:
+    """Tell the member what went wrong (ephemeral) and log unexpected errors with the traceback."""
+    message = user_message(error)
+    if message is None:
+        original = getattr(error, "original", error)
+        log.error(
+            "unexpected error in %s (job %s)", _describe(interaction), job_id or "-", exc_info=original
+        )
+        message = f"Something went wrong{f' (job {job_id})' if job_id else ''}. The admin can find it in the log."
+    try:
+        if interaction.response.is_done():
+            await interaction.followup.send(message, ephemeral=True, allowed_mentions=discord.AllowedMentions.none())
+        else:
+            await interaction.response.send_message(
+                message, ephemeral=True, allowed_mentions=discord.AllowedMentions.none()
+            )
+    except discord.HTTPException:
+        log.warning("could not tell %s about an error: %s", _describe(interaction), message)
+
+
+def _describe(interaction: discord.Interaction) -> str:
+    if interaction.command is not None:
+        return f"/{interaction.command.qualified_name}"
+    data = interaction.data or {}
+    return f"component {data.get('custom_id', '?')}"

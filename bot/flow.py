@@ -1,0 +1,129 @@
+"""From an interaction to a queued job and back: the steps /imagine and every button share."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from typing import TYPE_CHECKING
+
+import discord
+
+from bot.delivery import TOKEN_LIFETIME, Deliverer
+from bot.errors import JobGone, NotAllowed, report_error
+from pipeline.jobs import Destination, JobService, JobSnapshot, Requester
+from pipeline.request import GenerationRequest
+from storage.errors import JobNotFound
+
+if TYPE_CHECKING:
+    from bot.client import NankeBot
+
+log = logging.getLogger(__name__)
+
+
+class JobFlow:
+    """Queues jobs for interactions and answers within Discord's deadlines."""
+
+    def __init__(self, bot: NankeBot, service: JobService, deliverer: Deliverer) -> None:
+        self.bot = bot
+        self.service = service
+        self.deliverer = deliverer
+
+    async def start(self, interaction: discord.Interaction, request: GenerationRequest) -> JobSnapshot | None:
+        """/imagine: defer, store the job, then show its place in the queue.
+
+        ``request`` has been validated already, so invalid input never reaches this point.
+        """
+        await interaction.response.defer(thinking=True)
+        try:
+            job = await asyncio.to_thread(
+                self.service.submit,
+                request,
+                requester=_requester(interaction),
+                destination=_destination(interaction),
+            )
+        except Exception as error:
+            await self._retract(interaction, error)
+            return None
+        await self.deliverer.announce_queued(interaction, job)
+        return job
+
+    async def start_child(
+        self,
+        interaction: discord.Interaction,
+        *,
+        parent_id: int,
+        action: str,
+        index: int = 0,
+        strength: str = "strong",
+    ) -> JobSnapshot | None:
+        """A button under a result: queue the reroll/upscale/variation for the person who clicked."""
+        await interaction.response.defer(thinking=True)
+        try:
+            job = await asyncio.to_thread(
+                self.service.submit_child,
+                parent_id,
+                action=action,
+                index=index,
+                strength=strength,
+                requester=_requester(interaction),
+                destination=_destination(interaction),
+            )
+        except JobNotFound:
+            await self._retract(interaction, JobGone(f"Job {parent_id} no longer exists."))
+            return None
+        except Exception as error:
+            await self._retract(interaction, error, job_id=parent_id)
+            return None
+        await self.deliverer.announce_queued(interaction, job)
+        return job
+
+    async def cancel(self, interaction: discord.Interaction, *, job_id: int) -> None:
+        await interaction.response.defer(ephemeral=True, thinking=True)
+        job = await asyncio.to_thread(self.service.cancel, job_id)
+        if job.status == "cancelled":
+            await self.deliverer.deliver(job_id)
+        await interaction.followup.send(f"Job #{job_id} is cancelled.", ephemeral=True)
+
+    async def delete(self, interaction: discord.Interaction, *, job_id: int) -> None:
+        await interaction.response.defer(ephemeral=True, thinking=True)
+        await asyncio.to_thread(self.service.delete, job_id)
+        if interaction.message is not None:
+            try:
+                await interaction.message.delete()
+            except discord.HTTPException as error:
+                log.info("could not delete the message of job %d: %s", job_id, error)
+        await interaction.followup.send(f"Job #{job_id} and its images are deleted.", ephemeral=True)
+
+    async def owner_discord_id(self, job_id: int) -> int | None:
+        try:
+            job = await asyncio.to_thread(self.service.get, job_id)
+        except JobNotFound:
+            raise JobGone(f"Job {job_id} no longer exists.") from None
+        return job.owner_discord_id
+
+    async def _retract(
+        self, interaction: discord.Interaction, error: BaseException, *, job_id: int | None = None
+    ) -> None:
+        """Replace the public "thinking…" message by an ephemeral error: nothing was queued."""
+        try:
+            await interaction.delete_original_response()
+        except discord.HTTPException:
+            log.debug("could not delete the deferred response", exc_info=True)
+        await report_error(interaction, error, job_id=job_id)
+
+
+def _requester(interaction: discord.Interaction) -> Requester:
+    return Requester(name=interaction.user.display_name, discord_id=interaction.user.id)
+
+
+def _destination(interaction: discord.Interaction) -> Destination:
+    return Destination(
+        channel_id=interaction.channel_id or 0,
+        guild_id=interaction.guild_id,
+        application_id=interaction.application_id,
+        interaction_token=interaction.token,
+        token_expires_at=interaction.created_at + TOKEN_LIFETIME,
+    )
+
+
+__all__ = ["JobFlow", "NotAllowed"]

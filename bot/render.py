@@ -1,0 +1,97 @@
+"""What nanke's messages look like: the result embed, progress text and the attached image."""
+
+from __future__ import annotations
+
+import io
+from collections.abc import Sequence
+
+import discord
+from PIL import Image
+
+from pipeline.grid import make_grid
+from pipeline.jobs import JobSnapshot
+from pipeline.metadata import encode_for_upload, format_infotext
+
+EMBED_COLOUR = discord.Colour.from_rgb(88, 101, 242)
+DEFAULT_UPLOAD_LIMIT = 10 * 1024 * 1024
+KIND_WORDS = {"reroll": "Reroll", "upscale": "Upscale", "variation": "Variation", "remix": "Remix"}
+
+
+def headline(job: JobSnapshot) -> str:
+    """One line naming the job: its prompt (shortened) and, for children, what it derives from."""
+    prompt = _shorten(job.request.prompt, 180)
+    if job.kind in KIND_WORDS and job.parent_id is not None:
+        image = f" image {job.parent_image_index + 1}" if job.parent_image_index is not None else ""
+        return f"**{prompt}** — {KIND_WORDS[job.kind]} of #{job.parent_id}{image}"
+    return f"**{prompt}**"
+
+
+def queued_text(job: JobSnapshot, position: int | None) -> str:
+    place = f"position {position} in the queue" if position else "starting"
+    return f"{headline(job)}\n⏳ Waiting to start ({place}) · job #{job.id}"
+
+
+def progress_text(job: JobSnapshot, step: int, total: int, elapsed_s: float) -> str:
+    percent = int(100 * step / total) if total else 0
+    return f"{headline(job)}\n🎨 {percent}% · step {step}/{total} · {elapsed_s:.0f} s · job #{job.id}"
+
+
+def finished_text(job: JobSnapshot, mention: str | None = None) -> str:
+    who = f"{mention} " if mention else ""
+    return f"{who}{headline(job)}"
+
+
+def failure_text(job: JobSnapshot, mention: str | None = None) -> str:
+    who = f"{mention} " if mention else ""
+    if job.status == "cancelled":
+        return f"{who}{headline(job)}\n❌ Cancelled · job #{job.id}"
+    return f"{who}{headline(job)}\n⚠️ {job.error or 'Generation failed.'} · job #{job.id}"
+
+
+def result_embed(job: JobSnapshot) -> discord.Embed:
+    """Prompt, negative prompt, seeds, steps, sampler, CFG, size, model and job id."""
+    request = job.request
+    embed = discord.Embed(description=_shorten(request.prompt, 4000), colour=EMBED_COLOUR)
+    if request.negative_prompt:
+        embed.add_field(name="Negative prompt", value=_shorten(request.negative_prompt, 1000), inline=False)
+    seeds = [image.seed for image in job.images] or request.seeds
+    embed.add_field(name="Seed" if len(seeds) == 1 else "Seeds", value=", ".join(map(str, seeds)))
+    embed.add_field(name="Steps", value=str(request.steps))
+    embed.add_field(name="Sampler", value=request.sampler)
+    embed.add_field(name="CFG scale", value=f"{request.cfg_scale:g}")
+    size = job.images[0] if job.images else request
+    embed.add_field(name="Size", value=f"{size.width}×{size.height}")
+    model = job.model_name or request.model or "default"
+    embed.add_field(name="Model", value=f"{model} [{job.model_hash}]" if job.model_hash else model)
+    if request.strength is not None:
+        embed.add_field(name="Strength", value=f"{request.strength:g}")
+    footer = f"Job #{job.id} · by {job.owner_name}"
+    if job.parent_id is not None:
+        footer += f" · from #{job.parent_id}"
+    embed.set_footer(text=footer)
+    return embed
+
+
+def result_file(
+    job: JobSnapshot, images: Sequence[Image.Image], *, max_bytes: int = DEFAULT_UPLOAD_LIMIT
+) -> discord.File:
+    """The job's image (a grid when it has several) as an upload that fits ``max_bytes``.
+
+    The file carries A1111 ``parameters`` (the first image's, for a grid, as the WebUI does), in a
+    PNG when it fits and otherwise in a high-quality WebP or JPEG.
+    """
+    picture = make_grid(images) if len(images) > 1 else images[0]
+    parameters = format_infotext(
+        job.request,
+        seed=job.images[0].seed if job.images else job.request.seeds[0],
+        model_name=job.model_name,
+        model_hash=job.model_hash,
+    )
+    encoded = encode_for_upload(picture, parameters, max_bytes=max_bytes)
+    stem = "grid" if len(images) > 1 else "image"
+    return discord.File(io.BytesIO(encoded.data), filename=f"nanke-{job.id}-{stem}{encoded.suffix}")
+
+
+def _shorten(text: str, limit: int) -> str:
+    text = " ".join(text.split())
+    return text if len(text) <= limit else text[: limit - 1] + "…"

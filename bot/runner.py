@@ -1,0 +1,38 @@
+"""Starting the bot: one process with the embedded GPU worker."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+
+from bot.settings import Settings
+
+log = logging.getLogger(__name__)
+
+
+async def start_bot(settings: Settings, token: str) -> None:
+    """Run the bot until it is closed (the tests start it this way, inside their event loop)."""
+    from bot.client import NankeBot, point_discord_py_at
+    from bot.services import Services
+
+    point_discord_py_at(settings.discord_api_base, settings.discord_gateway_url)
+    services = await asyncio.to_thread(Services.build, settings)
+    async with NankeBot(settings, services) as bot:
+        await bot.start(token)
+
+
+def run_bot(settings: Settings, token: str) -> int:
+    """The ``main.py run`` entry: run until interrupted; returns the exit status."""
+    import discord
+
+    try:
+        asyncio.run(start_bot(settings, token))
+    except discord.LoginFailure:
+        log.error("Discord refused the token: check DISCORD_TOKEN (Bot → Reset Token in the developer portal)")
+        return 2
+    except discord.PrivilegedIntentsRequired:
+        log.error("Discord refused a privileged intent; nanke needs none: update nanke")
+        return 2
+    except KeyboardInterrupt:
+        log.info("stopped")
+    return 0

@@ -1,0 +1,402 @@
+"""nanke's command line: run the bot, generate locally, inspect and reproduce jobs.
+
+    python main.py run                       start the Discord bot with the embedded GPU worker
+    python main.py imagine "PROMPT --flags"  generate without Discord
+    python main.py show JOB_ID               print a stored job
+    python main.py reproduce JOB_ID          regenerate a job and check every pixel
+    python main.py import FILE.png           regenerate an A1111 / civitai image from its PNG Info
+    python main.py models                    list the models nanke can see
+    python main.py make-test-model DIR       write a tiny random-weight model for tests and demos
+    python main.py db upgrade                upgrade the database schema
+"""
+
+from __future__ import annotations
+
+import argparse
+import getpass
+import logging
+import shutil
+import sys
+import time
+from dataclasses import replace
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from bot.services import Services
+    from bot.settings import Settings
+    from pipeline.engine import StepProgress
+    from pipeline.jobs import JobSnapshot
+    from pipeline.request import GenerationRequest
+
+log = logging.getLogger("nanke")
+
+
+# -- terminal output ------------------------------------------------------------------------------
+
+
+class Terminal:
+    """Progress on an interactive terminal (stderr); silence when output is piped or logged."""
+
+    def __init__(self, stream=sys.stderr) -> None:
+        self.stream = stream
+        self.live = stream.isatty()
+        self._line = False
+
+    def status(self, text: str) -> None:
+        if self.live:
+            self.stream.write(f"\r\033[K{text}")
+            self.stream.flush()
+            self._line = True
+
+    def done(self) -> None:
+        if self._line:
+            self.stream.write("\r\033[K")
+            self.stream.flush()
+            self._line = False
+
+    def step(self, progress: StepProgress) -> None:
+        width = 24
+        filled = int(width * progress.fraction)
+        bar = "█" * filled + "·" * (width - filled)
+        self.status(
+            f"generating {bar} step {progress.step}/{progress.total_steps} · {progress.elapsed_s:.1f} s"
+        )
+
+
+def quiet_libraries(live: bool) -> None:
+    """Library progress bars only on a terminal; their chatter only when asked for."""
+    import diffusers
+    import transformers
+
+    for library in (diffusers, transformers):
+        library.utils.logging.set_verbosity_error()
+        if not live:
+            library.utils.logging.disable_progress_bar()
+
+
+# -- commands -------------------------------------------------------------------------------------
+
+
+def cmd_imagine(args: argparse.Namespace, settings: Settings) -> int:
+    from pipeline.prompt.flags import parse_prompt
+
+    parsed = parse_prompt(args.prompt)
+    request = parsed.request
+    if args.model:
+        request = replace(request, model=args.model)
+    return _generate(args, settings, request, kind="imagine")
+
+
+def cmd_import(args: argparse.Namespace, settings: Settings) -> int:
+    from pipeline.metadata import parse_infotext, read_parameters
+
+    path = Path(args.file)
+    if not path.is_file():
+        return _fail(f"file: {args.file} does not exist")
+    text = read_parameters(path.read_bytes())
+    if text is None:
+        return _fail(f"{path.name} has no generation parameters (no A1111 'parameters' text or EXIF comment)")
+    parsed = parse_infotext(text)
+    for note in parsed.unsupported:
+        print(f"note: {note}", file=sys.stderr)
+    request = parsed.request
+    if args.model:
+        request = replace(request, model=args.model)
+    elif request.model is not None:
+        request = _model_if_known(settings, request)
+    return _generate(args, settings, request, kind="imagine")
+
+
+def _model_if_known(settings: Settings, request: GenerationRequest) -> GenerationRequest:
+    """Keep the imported model name when nanke has that model, else use the default (and say so)."""
+    from pipeline.errors import ModelNotFound
+    from pipeline.models import ModelCatalog
+
+    catalog = ModelCatalog(default=settings.model, models_dir=settings.models_dir)
+    try:
+        catalog.resolve(request.model)
+    except ModelNotFound:
+        print(f"note: model {request.model!r} is not installed; using the default model", file=sys.stderr)
+        return replace(request, model=None)
+    return request
+
+
+def _generate(args: argparse.Namespace, settings: Settings, request: GenerationRequest, *, kind: str) -> int:
+    from pipeline.jobs import Requester
+    from pipeline.worker import WorkerEvents
+
+    terminal = Terminal()
+    services = _services(settings)
+    job = services.jobs.submit(request, requester=Requester(name=_local_user()), kind=kind)
+    terminal.status(f"job {job.id}: loading model…")
+    services.engines.engine_for(job.request.model)
+
+    class Progress(WorkerEvents):
+        def progress(self, job_id: int, step: int, total: int, elapsed_s: float) -> None:
+            terminal.status(f"job {job_id}: step {step}/{total} · {elapsed_s:.1f} s")
+
+    started = time.monotonic()
+    services.runner.run_and_save([job.id], events=Progress())
+    terminal.done()
+    job = services.jobs.get(job.id)
+    if job.status != "done":
+        return _fail(f"job {job.id} {job.status}: {job.error or 'no images'}")
+    paths = _export(services, job, Path(args.out), grid=not args.no_grid)
+    print(f"job {job.id}: {len(job.images)} image(s) in {time.monotonic() - started:.1f} s")
+    for image, path in zip(job.images, paths, strict=False):
+        print(f"{path}\tseed {image.seed}")
+    if len(paths) > len(job.images):
+        print(f"{paths[-1]}\tgrid")
+    return 0
+
+
+def _export(services: Services, job: JobSnapshot, out: Path, *, grid: bool) -> list[Path]:
+    """Copy the job's PNGs (and a grid for several images) to ``out``."""
+    from PIL import Image
+
+    from pipeline.grid import make_grid
+    from pipeline.metadata import format_infotext, write_png
+
+    out.mkdir(parents=True, exist_ok=True)
+    paths = []
+    for image in job.images:
+        target = out / f"nanke-{job.id}-{image.index + 1}-{image.seed}.png"
+        shutil.copyfile(services.store.path(image.path), target)
+        paths.append(target)
+    if grid and len(job.images) > 1:
+        sheet = make_grid([Image.open(path) for path in paths])
+        parameters = format_infotext(
+            job.request, seed=job.images[0].seed, model_name=job.model_name, model_hash=job.model_hash
+        )
+        target = out / f"nanke-{job.id}-grid.png"
+        target.write_bytes(write_png(sheet, parameters))
+        paths.append(target)
+    return paths
+
+
+def cmd_show(args: argparse.Namespace, settings: Settings) -> int:
+    services = _services(settings)
+    job = services.jobs.get(args.job_id)
+    request = job.request
+    print(f"job {job.id} ({job.kind}) by {job.owner_name}: {job.status}")
+    if job.parent_id is not None:
+        image = f", image {job.parent_image_index + 1}" if job.parent_image_index is not None else ""
+        print(f"  from job {job.parent_id}{image}")
+    print(f"  prompt:    {request.prompt}")
+    if request.negative_prompt:
+        print(f"  negative:  {request.negative_prompt}")
+    print(
+        f"  settings:  {request.width}x{request.height}, {request.steps} steps, {request.sampler}, "
+        f"CFG {request.cfg_scale:g}, seed {request.seed}, {request.count} image(s)"
+        + (f", clip skip {request.clip_skip}" if request.clip_skip > 1 else "")
+        + (f", {request.mode} strength {request.strength:g}" if request.strength is not None else "")
+    )
+    print(f"  model:     {job.model_name or request.model or '(default)'}" + (f" [{job.model_hash}]" if job.model_hash else ""))
+    print(f"  created:   {job.created_at:%Y-%m-%d %H:%M:%S %Z}")
+    if job.finished_at and job.started_at:
+        print(f"  ran:       {(job.finished_at - job.started_at).total_seconds():.1f} s")
+    if job.error:
+        print(f"  error:     {job.error}")
+    for image in job.images:
+        print(f"  image {image.index + 1}: {services.store.path(image.path)}\tseed {image.seed}\t{image.width}x{image.height}")
+    if args.json:
+        print(request.to_json())
+    return 0
+
+
+def cmd_reproduce(args: argparse.Namespace, settings: Settings) -> int:
+    from pipeline.reproduce import reproduce_job
+
+    terminal = Terminal()
+    services = _services(settings)
+    result = reproduce_job(services.runner, args.job_id, model=args.model, on_step=terminal.step)
+    terminal.done()
+    for image in result.images:
+        verdict = "identical" if image.identical else (
+            f"DIFFERS ({image.differing_pixels} pixels, by up to {image.max_difference})"
+        )
+        print(f"image {image.index + 1} (seed {image.seed}): {verdict}")
+    if result.identical:
+        print(f"job {args.job_id}: every image reproduced pixel for pixel")
+        return 0
+    print(
+        f"job {args.job_id}: not identical. Exact reproduction needs the same model file, device and "
+        "library versions as the original run.",
+        file=sys.stderr,
+    )
+    return 1
+
+
+def cmd_models(args: argparse.Namespace, settings: Settings) -> int:
+    from pipeline.models import ModelCatalog
+
+    catalog = ModelCatalog(default=settings.model, models_dir=settings.models_dir)
+    print(f"default: {settings.model}")
+    print(f"models folder: {settings.models_dir or '(none)'}")
+    for name in catalog.names():
+        spec = catalog.resolve(name)
+        print(f"  {name}\t{spec.kind}\t{spec.source}")
+    return 0
+
+
+def cmd_make_test_model(args: argparse.Namespace, settings: Settings | None) -> int:
+    from pipeline.testmodel import make_test_model
+
+    folder = make_test_model(Path(args.dir), seed=args.seed)
+    print(f"wrote a tiny random-weight Stable Diffusion model to {folder}")
+    print("its images are coloured noise (the weights are random); it is meant for tests and demos")
+    return 0
+
+
+def cmd_db(args: argparse.Namespace, settings: Settings) -> int:
+    from storage import Database
+
+    settings.data_dir.mkdir(parents=True, exist_ok=True)
+    database = Database(settings.database_url)
+    if args.action == "upgrade":
+        database.upgrade()
+        print(f"database at revision {database.current_revision()} ({_safe_url(settings.database_url)})")
+    else:
+        print(database.current_revision() or "(empty database)")
+    return 0
+
+
+def cmd_run(args: argparse.Namespace, settings: Settings) -> int:
+    token = settings.require_discord_token()
+    from bot.runner import run_bot
+
+    return run_bot(settings, token)
+
+
+# -- plumbing -------------------------------------------------------------------------------------
+
+
+def _services(settings: Settings) -> Services:
+    from bot.services import Services
+
+    quiet_libraries(sys.stderr.isatty())
+    return Services.build(settings)
+
+
+def _local_user() -> str:
+    try:
+        return getpass.getuser()
+    except Exception:
+        return "local"
+
+
+def _safe_url(url: str) -> str:
+    from sqlalchemy.engine import make_url
+
+    return make_url(url).render_as_string(hide_password=True)
+
+
+def _fail(message: str) -> int:
+    print(f"error: {message}", file=sys.stderr)
+    return 1
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="main.py",
+        description="nanke: a self-hosted /imagine bot for Discord, and a local Stable Diffusion command line.",
+        epilog="Settings come from the environment and .env (see .env.example).",
+    )
+    parser.add_argument("-v", "--verbose", action="store_true", help="log what happens (INFO level)")
+    commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+
+    run = commands.add_parser("run", help="run the Discord bot with the embedded GPU worker")
+    run.set_defaults(func=cmd_run)
+
+    imagine = commands.add_parser(
+        "imagine",
+        help="generate images from a prompt without Discord",
+        description="Generate images, record the job in the database and write the PNGs.",
+        epilog='Flags inside the prompt: --ar W:H, --size WxH, --no WORDS, --seed N, --steps N, --cfg X, '
+        '--sampler NAME, --n N, --model NAME, --clip-skip N. Example: "a red fox in snow --ar 3:2 --seed 7 --n 2"',
+    )
+    imagine.add_argument("prompt", help="the prompt, with optional --flags inside the quotes")
+    _add_output_options(imagine)
+    imagine.set_defaults(func=cmd_imagine)
+
+    importer = commands.add_parser(
+        "import",
+        help="regenerate an AUTOMATIC1111 / civitai image from its embedded parameters",
+        description="Read the 'parameters' of a PNG (or the EXIF comment of a JPEG/WebP) and generate it again.",
+    )
+    importer.add_argument("file", help="a PNG, JPEG or WebP with A1111 generation parameters")
+    _add_output_options(importer)
+    importer.set_defaults(func=cmd_import)
+
+    show = commands.add_parser("show", help="print a stored job: its request, status and images")
+    show.add_argument("job_id", type=int, help="the job id printed by imagine (or shown in Discord)")
+    show.add_argument("--json", action="store_true", help="also print the canonical request JSON")
+    show.set_defaults(func=cmd_show)
+
+    reproduce = commands.add_parser(
+        "reproduce",
+        help="regenerate a job and check every image is pixel-identical",
+        description="Regenerate a stored job from its row; exit 0 only if every image matches the stored one.",
+    )
+    reproduce.add_argument("job_id", type=int, help="the job to regenerate")
+    reproduce.add_argument("--model", help="use this model instead of the stored one (a name or a path)")
+    reproduce.set_defaults(func=cmd_reproduce)
+
+    models = commands.add_parser("models", help="list the models nanke can find")
+    models.set_defaults(func=cmd_models)
+
+    make = commands.add_parser(
+        "make-test-model",
+        help="write a tiny random-weight Stable Diffusion model (for tests and demos: its images are noise)",
+    )
+    make.add_argument("dir", help="the folder to write the diffusers model to")
+    make.add_argument("--seed", type=int, default=0, help="seed of the random weights (default 0)")
+    make.set_defaults(func=cmd_make_test_model, needs_settings=False)
+
+    db = commands.add_parser("db", help="database maintenance")
+    db.add_argument("action", choices=("upgrade", "current"), help="upgrade to the latest schema, or show the revision")
+    db.set_defaults(func=cmd_db)
+    return parser
+
+
+def _add_output_options(command: argparse.ArgumentParser) -> None:
+    command.add_argument("--model", help="model name, diffusers folder or .safetensors file (default: NANKE_MODEL)")
+    command.add_argument("--out", default="outputs", help="folder to write the PNGs to (default: ./outputs)")
+    command.add_argument("--no-grid", action="store_true", help="do not write a grid image for several images")
+
+
+def main(argv: list[str] | None = None) -> int:
+    from bot.settings import SettingsError, load_settings
+    from pipeline.errors import PipelineError
+    from storage.errors import StorageError
+
+    args = build_parser().parse_args(argv)
+    try:
+        settings = load_settings() if getattr(args, "needs_settings", True) else None
+    except SettingsError as error:
+        for problem in error.problems:
+            print(f"error: {problem}", file=sys.stderr)
+        return 2
+    level = settings.log_level if settings and (args.verbose or args.command == "run") else "WARNING"
+    logging.basicConfig(
+        level=logging.INFO if args.verbose else level,
+        format="%(asctime)s %(levelname)-7s %(name)s: %(message)s",
+        datefmt="%H:%M:%S",
+    )
+    try:
+        return args.func(args, settings)
+    except SettingsError as error:
+        for problem in error.problems:
+            print(f"error: {problem}", file=sys.stderr)
+        return 2
+    except (PipelineError, StorageError, ValueError) as error:
+        log.debug("command failed", exc_info=True)
+        return _fail(str(error))
+    except KeyboardInterrupt:
+        print("interrupted", file=sys.stderr)
+        return 130
+
+
+if __name__ == "__main__":
+    sys.exit(main())

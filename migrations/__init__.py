@@ -1,0 +1,1 @@
+"""The Alembic migrations of the database schema (see ``storage.migrate`` to run them)."""

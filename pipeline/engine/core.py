@@ -1,0 +1,554 @@
+"""The diffusers engine: a batch of compatible requests becomes one diffusers call.
+
+Reproducibility: every image has its own CPU ``torch.Generator`` seeded with its seed (image
+``i`` of a request uses ``seed + i``). The initial noise is drawn from it in float32 on the CPU
+(A1111's "CPU" RNG source draws the same values), and ancestral/SDE samplers keep drawing their
+per-step noise from the same generator, so an image does not depend on the device, on the other
+images in its batch, or on the batch being split after an out-of-memory error.
+
+The pipeline returns latents (``output_type="latent"``); the engine decodes them itself so it
+can check them for NaN/black output and retry the VAE in float32 (see :mod:`pipeline.guards`).
+This also skips diffusers' safety checker and SDXL watermark, which nanke does not use.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+import time
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+import torch
+from PIL import Image
+
+from pipeline.devices import describe_environment, free_memory, is_out_of_memory
+from pipeline.engine.preview import latents_to_previews
+from pipeline.engine.results import (
+    ARCHITECTURES,
+    EngineOptions,
+    GeneratedImage,
+    GenerationResult,
+    ModelLike,
+    StepProgress,
+)
+from pipeline.errors import BlackImageError, Cancelled, DeviceError, InvalidRequest, OutOfMemory
+from pipeline.guards import (
+    bad_image_indices,
+    black_image_message,
+    non_finite_indices,
+    out_of_memory_message,
+)
+from pipeline.request import GenerationRequest
+from pipeline.samplers import build_scheduler
+
+log = logging.getLogger(__name__)
+
+BATCH_FIELDS: tuple[str, ...] = (
+    "mode",
+    "width",
+    "height",
+    "steps",
+    "sampler",
+    "cfg_scale",
+    "clip_skip",
+    "strength",
+)
+"""Fields every request of one batch must share (prompts, seeds and counts may differ)."""
+
+_HALF_DTYPES = (torch.float16, torch.bfloat16)
+
+
+@dataclass(frozen=True)
+class _Slot:
+    """One image to make: its request's position in the batch, its index there, and its seed."""
+
+    request: int
+    index: int
+    seed: int
+
+
+@dataclass
+class _Run:
+    """State shared by the parts of one ``generate`` call."""
+
+    started: float
+    on_step: Callable[[StepProgress], None] | None
+    should_cancel: Callable[[], bool] | None
+    preview_every: int | None
+    part: int = 0
+    parts: int = 1
+
+
+class Engine:
+    """Runs batches of :class:`GenerationRequest` on one loaded diffusers pipeline.
+
+    ``model`` is anything with ``pipe``, ``name``, ``hash`` and ``architecture`` (such as
+    ``pipeline.models.LoadedModel``); the engine does not care how it was loaded. ``device``
+    and ``dtype`` default to where the pipeline already is; when given, the pipeline is moved.
+    One engine runs one batch at a time (calls from several threads wait for each other).
+    """
+
+    def __init__(
+        self,
+        model: ModelLike,
+        *,
+        device: torch.device | str | None = None,
+        dtype: torch.dtype | None = None,
+        options: EngineOptions | None = None,
+    ) -> None:
+        # 1. Check inputs
+        pipe = model.pipe
+        if model.architecture not in ARCHITECTURES:
+            raise ValueError(
+                f"model.architecture: {model.architecture!r} (allowed: {', '.join(ARCHITECTURES)})"
+            )
+        for component in ("unet", "vae", "scheduler", "text_encoder", "tokenizer"):
+            if getattr(pipe, component, None) is None:
+                raise ValueError(f"model.pipe: {type(pipe).__name__} has no {component}")
+        from diffusers import StableDiffusionXLPipeline
+
+        if isinstance(pipe, StableDiffusionXLPipeline) != (model.architecture == "sdxl"):
+            raise ValueError(
+                f"model.architecture: {model.architecture!r} does not match the pipeline "
+                f"{type(pipe).__name__}"
+            )
+        device = torch.device(device) if device is not None else pipe.device
+        if device.type == "cuda" and device.index is None:
+            device = torch.device("cuda", torch.cuda.current_device())
+        dtype = dtype if dtype is not None else pipe.unet.dtype
+        if device.type == "cpu" and dtype in _HALF_DTYPES:
+            raise DeviceError(
+                f"dtype: {dtype} on the cpu is not supported (slow or missing half-precision kernels); "
+                "use float32 (pipeline.devices.pick_dtype chooses it)"
+            )
+        self.options = options or EngineOptions()
+        offload = self.options.cpu_offload
+        if offload and device.type != "cuda":
+            log.warning("cpu_offload: ignored on %s (it only helps on a CUDA GPU)", device)
+            offload = False
+
+        # 2. Place the model
+        if pipe.unet.dtype != dtype:
+            pipe.to(dtype=dtype)
+        if offload:
+            pipe.enable_model_cpu_offload(device=device)
+        elif pipe.device != device:
+            pipe.to(device)
+        pipe.set_progress_bar_config(disable=True)
+        if self.options.attention_slicing:
+            pipe.enable_attention_slicing()
+
+        # 3. Keep what every batch builds from
+        self.model = model
+        self.pipe = pipe
+        self.device = device
+        self.dtype = dtype
+        self.offload = offload
+        self.environment = describe_environment(device, dtype)
+        self._scheduler_config = pipe.scheduler.config
+        self._img2img_pipe: Any = None
+        self._memory_savers = False
+        self._lock = threading.Lock()
+        log.info(
+            "engine ready: model %s (%s, hash %s) on %s in %s%s",
+            model.name,
+            model.architecture,
+            model.hash,
+            device,
+            self.environment["dtype"],
+            ", model CPU offload" if offload else "",
+        )
+
+    @property
+    def architecture(self) -> str:
+        return self.model.architecture
+
+    # -- the main call --------------------------------------------------------------------------
+
+    def generate(
+        self,
+        requests: Sequence[GenerationRequest],
+        *,
+        init_images: Mapping[str, Image.Image] | None = None,
+        on_step: Callable[[StepProgress], None] | None = None,
+        should_cancel: Callable[[], bool] | None = None,
+        preview_every: int | None = None,
+    ) -> list[GenerationResult]:
+        """Generate every image of ``requests`` (compatible, see :data:`BATCH_FIELDS`) in one batch.
+
+        ``init_images`` maps an image's sha256 (``request.init_image``) to the image, for img2img
+        and upscale. ``on_step`` is called after every denoising step, with approximate previews
+        every ``preview_every`` steps when set. ``should_cancel`` is polled after every step; when
+        it returns True the denoising stops and :class:`~pipeline.errors.Cancelled` is raised.
+        Returns one :class:`GenerationResult` per request, in order.
+        """
+        # 1. Check inputs
+        batch = self._check_inputs(requests, init_images, preview_every)
+        originals = list(requests)
+        head = batch[0]
+
+        # 2. One slot (and so one generator) per image; init images at the output size
+        slots = [
+            _Slot(position, index, seed)
+            for position, request in enumerate(batch)
+            for index, seed in enumerate(request.seeds)
+        ]
+        sources: list[Image.Image | None] = [
+            None
+            if request.mode == "txt2img" or init_images is None
+            else _fit_image(init_images[request.init_image or ""], request.width, request.height)
+            for request in batch
+        ]
+
+        with self._lock:
+            # 3. Run, with memory fallbacks on out-of-memory
+            run = _Run(time.monotonic(), on_step, should_cancel, preview_every)
+            log.info(
+                "generating %d image(s) for %d request(s): %s %dx%d, %d steps, %s, cfg %g",
+                len(slots),
+                len(batch),
+                head.mode,
+                head.width,
+                head.height,
+                head.steps,
+                head.sampler,
+                head.cfg_scale,
+            )
+            made = self._run_with_fallbacks(batch, slots, sources, run)
+            elapsed = time.monotonic() - run.started
+
+        # 4. One result per request
+        results: list[GenerationResult] = []
+        for position, original in enumerate(originals):
+            own = [slot for slot in slots if slot.request == position]
+            results.append(
+                GenerationResult(
+                    request=original,
+                    images=[GeneratedImage(slot.index, slot.seed, made[slot][0]) for slot in own],
+                    model_name=self.model.name,
+                    model_hash=self.model.hash,
+                    elapsed_s=elapsed,
+                    environment=dict(self.environment),
+                    nan_retry=any(made[slot][1] for slot in own),
+                )
+            )
+        log.info("generated %d image(s) in %.1fs", len(slots), elapsed)
+        return results
+
+    # -- steps of generate ----------------------------------------------------------------------
+
+    def _check_inputs(
+        self,
+        requests: Sequence[GenerationRequest],
+        init_images: Mapping[str, Image.Image] | None,
+        preview_every: int | None,
+    ) -> list[GenerationRequest]:
+        if isinstance(requests, GenerationRequest):
+            raise TypeError("requests: a single GenerationRequest (allowed: a sequence of them)")
+        if not requests:
+            raise ValueError("requests: empty (allowed: one or more compatible requests)")
+        batch: list[GenerationRequest] = []
+        for position, request in enumerate(requests):
+            if not isinstance(request, GenerationRequest):
+                raise TypeError(
+                    f"requests[{position}]: {type(request).__name__} (allowed: GenerationRequest)"
+                )
+            if request.seed is None:
+                raise InvalidRequest(
+                    "seed", None, "a fixed seed: call with_seed() before generating", reason="is not set"
+                )
+            batch.append(request.validate())
+        head = batch[0]
+        for position, request in enumerate(batch[1:], start=1):
+            for name in BATCH_FIELDS:
+                if getattr(request, name) != getattr(head, name):
+                    raise ValueError(
+                        f"requests[{position}].{name}: {getattr(request, name)!r} differs from "
+                        f"requests[0].{name}: {getattr(head, name)!r} (one batch must share "
+                        f"{', '.join(BATCH_FIELDS)})"
+                    )
+        if head.mode != "txt2img":
+            strength = head.strength or 0.0
+            if int(head.steps * strength) < 1:
+                raise InvalidRequest(
+                    "strength",
+                    strength,
+                    f"at least {1 / head.steps:.3g} with {head.steps} steps",
+                    reason=f"leaves no denoising step ({head.steps} steps x {strength:g} < 1)",
+                )
+            for position, request in enumerate(batch):
+                if init_images is None or request.init_image not in init_images:
+                    raise ValueError(
+                        f"requests[{position}].init_image: {request.init_image!r} is not in init_images"
+                    )
+        if preview_every is not None and (
+            isinstance(preview_every, bool) or not isinstance(preview_every, int) or preview_every < 1
+        ):
+            raise ValueError(f"preview_every: {preview_every!r} (allowed: a whole number from 1, or None)")
+        return batch
+
+    def _run_with_fallbacks(
+        self,
+        batch: list[GenerationRequest],
+        slots: list[_Slot],
+        sources: list[Image.Image | None],
+        run: _Run,
+    ) -> dict[_Slot, tuple[Image.Image, bool]]:
+        """Run ``slots`` in as few diffusers calls as fit in memory.
+
+        On out-of-memory: first turn on attention slicing and VAE slicing/tiling (they stay on for
+        this engine), then halve the part until one image at a time, then raise OutOfMemory.
+        """
+        head = batch[0]
+        pending: list[list[_Slot]] = [slots]
+        made: dict[_Slot, tuple[Image.Image, bool]] = {}
+        while pending:
+            part = pending.pop(0)
+            run.part += 1
+            run.parts = run.part + len(pending)
+            try:
+                made.update(self._run_part(batch, part, sources, run))
+                continue
+            except Exception as error:
+                if not is_out_of_memory(error):
+                    raise
+                reason = str(error).splitlines()[0] if str(error) else type(error).__name__
+            # Out of memory: the error (and the tensors its traceback held) is gone here.
+            free_memory(self.device)
+            run.part -= 1
+            if not self._memory_savers:
+                log.warning(
+                    "out of memory with %d image(s) at %dx%d (%s); turning on attention slicing and "
+                    "VAE slicing/tiling and retrying",
+                    len(part),
+                    head.width,
+                    head.height,
+                    reason,
+                )
+                self._enable_memory_savers()
+                pending.insert(0, part)
+            elif len(part) > 1:
+                half = (len(part) + 1) // 2
+                log.warning(
+                    "out of memory with %d image(s) at %dx%d (%s); retrying in parts of %d and %d",
+                    len(part),
+                    head.width,
+                    head.height,
+                    reason,
+                    half,
+                    len(part) - half,
+                )
+                pending[:0] = [part[:half], part[half:]]
+            else:
+                log.error("out of memory with one image at %dx%d: %s", head.width, head.height, reason)
+                raise OutOfMemory(
+                    out_of_memory_message(
+                        device=self.device, width=head.width, height=head.height, images=len(slots)
+                    )
+                )
+        return made
+
+    def _run_part(
+        self,
+        batch: list[GenerationRequest],
+        slots: list[_Slot],
+        sources: list[Image.Image | None],
+        run: _Run,
+    ) -> dict[_Slot, tuple[Image.Image, bool]]:
+        """One diffusers call for ``slots``: denoise to latents, then decode them with the NaN guard."""
+        from pipeline.prompt.embeddings import encode_prompt_batch
+
+        head = batch[0]
+        if run.should_cancel is not None and run.should_cancel():
+            raise Cancelled("cancelled before it started")
+
+        # a. The pipeline for the mode, a fresh scheduler for the sampler, the VAE's memory mode
+        target = self.pipe if head.mode == "txt2img" else self._img2img()
+        scheduler = build_scheduler(head.sampler, self._scheduler_config)
+        if hasattr(scheduler, "noise_sampler_seed"):
+            # DPM++ SDE draws its noise from a Brownian tree: one tree per image, seeded per image.
+            scheduler.noise_sampler_seed = [slot.seed for slot in slots]
+        target.scheduler = scheduler
+        self._configure_vae(head.width, head.height)
+
+        # b. Text embeddings, one row per image
+        positions = list(dict.fromkeys(slot.request for slot in slots))
+        counts = [sum(1 for slot in slots if slot.request == position) for position in positions]
+        embeddings = encode_prompt_batch(
+            self.pipe,
+            [(batch[position].prompt, batch[position].negative_prompt) for position in positions],
+            clip_skip=head.clip_skip,
+        ).repeat_each(counts)
+
+        # c. One CPU generator per image
+        generators = [torch.Generator("cpu").manual_seed(slot.seed) for slot in slots]
+
+        # d. Denoise to latents, reporting progress and polling for cancel after every step
+        cancelled = False
+
+        def on_step_end(pipe: Any, index: int, timestep: Any, tensors: dict[str, Any]) -> dict[str, Any]:
+            nonlocal cancelled
+            if run.on_step is not None:
+                step, total = index + 1, pipe.num_timesteps
+                previews = None
+                if run.preview_every and (step % run.preview_every == 0 or step == total):
+                    images = latents_to_previews(tensors["latents"], self.architecture)
+                    if images is not None:
+                        previews = {
+                            (slot.request, slot.index): image
+                            for slot, image in zip(slots, images, strict=True)
+                        }
+                run.on_step(
+                    StepProgress(
+                        step=step,
+                        total_steps=total,
+                        elapsed_s=time.monotonic() - run.started,
+                        part=run.part,
+                        parts=run.parts,
+                        previews=previews,
+                    )
+                )
+            if run.should_cancel is not None and run.should_cancel():
+                pipe._interrupt = True
+                cancelled = True
+            return tensors
+
+        call: dict[str, Any] = {
+            "num_inference_steps": head.steps,
+            "guidance_scale": head.cfg_scale,
+            "generator": generators,
+            "output_type": "latent",
+            "callback_on_step_end": on_step_end,
+            "callback_on_step_end_tensor_inputs": ["latents"],
+            **embeddings.as_pipeline_kwargs(),
+        }
+        with torch.no_grad():
+            if head.mode == "txt2img":
+                latents = self._initial_latents(generators, head.width, head.height)
+                output = target(height=head.height, width=head.width, latents=latents, **call)
+            else:
+                images = [sources[slot.request] for slot in slots]
+                output = target(image=images, strength=head.strength, **call)
+            latents = output.images
+
+            # e. Stop here when cancelled
+            if cancelled:
+                raise Cancelled("cancelled while generating")
+
+            # f. Decode, retrying the VAE in float32 on NaN/black images
+            decoded, retried = self._decode(latents)
+        if self.offload:
+            self.pipe.maybe_free_model_hooks()
+        return {slot: (decoded[i], i in retried) for i, slot in enumerate(slots)}
+
+    # -- helpers --------------------------------------------------------------------------------
+
+    def _img2img(self) -> Any:
+        """The image-to-image pipeline sharing the loaded components, built once."""
+        if self._img2img_pipe is None:
+            from diffusers import AutoPipelineForImage2Image
+
+            self._img2img_pipe = AutoPipelineForImage2Image.from_pipe(self.pipe)
+            self._img2img_pipe.set_progress_bar_config(disable=True)
+        return self._img2img_pipe
+
+    def _initial_latents(self, generators: list[torch.Generator], width: int, height: int) -> torch.Tensor:
+        """Standard-normal noise per image, drawn in float32 on the CPU from its own generator."""
+        scale = self.pipe.vae_scale_factor
+        shape = (1, self.pipe.unet.config.in_channels, height // scale, width // scale)
+        noise = torch.cat([torch.randn(shape, generator=g, dtype=torch.float32) for g in generators])
+        return noise.to(device=self.device, dtype=self.pipe.unet.dtype)
+
+    def _configure_vae(self, width: int, height: int) -> None:
+        vae = self.pipe.vae
+        limit = self.options.tile_vae_above_pixels
+        tile = (
+            self.options.vae_tiling or self._memory_savers or (limit is not None and width * height > limit)
+        )
+        if tile:
+            vae.enable_tiling()
+        else:
+            vae.disable_tiling()
+        if self.options.vae_slicing or self._memory_savers:
+            vae.enable_slicing()
+        else:
+            vae.disable_slicing()
+
+    def _enable_memory_savers(self) -> None:
+        self._memory_savers = True
+        self.pipe.enable_attention_slicing()
+        self.pipe.vae.enable_slicing()
+        self.pipe.vae.enable_tiling()
+
+    def _decode(self, latents: torch.Tensor) -> tuple[list[Image.Image], set[int]]:
+        """Decode latents to RGB images; images that come out NaN/black are decoded again in float32."""
+        overflowed = non_finite_indices(latents)
+        if overflowed:
+            raise BlackImageError(
+                black_image_message(architecture=self.architecture, dtype=self.dtype, unet_overflow=True)
+            )
+        vae = self.pipe.vae
+        upcast = vae.dtype == torch.float16 and bool(getattr(vae.config, "force_upcast", False))
+        decoded = self._vae_decode(latents, float32=upcast)
+        bad = bad_image_indices(decoded, black_level=self.options.black_level)
+        if bad:
+            log.warning(
+                "%d of %d image(s) decoded as NaN/black in %s; decoding them again in float32",
+                len(bad),
+                len(decoded),
+                vae.dtype,
+            )
+            again = self._vae_decode(latents[bad], float32=True)
+            if bad_image_indices(again, black_level=self.options.black_level):
+                raise BlackImageError(
+                    black_image_message(architecture=self.architecture, dtype=self.dtype, unet_overflow=False)
+                )
+            decoded = decoded.float()
+            decoded[bad] = again.float()
+        images = self.pipe.image_processor.postprocess(decoded.float(), output_type="pil")
+        return list(images), set(bad)
+
+    def _vae_decode(self, latents: torch.Tensor, *, float32: bool) -> torch.Tensor:
+        """Decode in the VAE's dtype (or float32); on out-of-memory, tile/slice the VAE and retry once."""
+        try:
+            return self._vae_decode_once(latents, float32=float32)
+        except Exception as error:
+            if self._memory_savers or not is_out_of_memory(error):
+                raise
+        free_memory(self.device)
+        log.warning("out of memory decoding %d image(s); turning on VAE slicing/tiling", len(latents))
+        self._enable_memory_savers()
+        return self._vae_decode_once(latents, float32=float32)
+
+    def _vae_decode_once(self, latents: torch.Tensor, *, float32: bool) -> torch.Tensor:
+        vae = self.pipe.vae
+        original = vae.dtype
+        upcast = float32 and original != torch.float32
+        if upcast:
+            vae.to(dtype=torch.float32)
+        try:
+            z = latents.to(device=self.device, dtype=vae.dtype)
+            mean = getattr(vae.config, "latents_mean", None)
+            std = getattr(vae.config, "latents_std", None)
+            if mean is not None and std is not None:
+                channels = z.shape[1]
+                mean_t = torch.tensor(mean).view(1, channels, 1, 1).to(z.device, z.dtype)
+                std_t = torch.tensor(std).view(1, channels, 1, 1).to(z.device, z.dtype)
+                z = z * std_t / vae.config.scaling_factor + mean_t
+            else:
+                z = z / vae.config.scaling_factor
+            return vae.decode(z, return_dict=False)[0]
+        finally:
+            if upcast:
+                vae.to(dtype=original)
+
+
+def _fit_image(image: Image.Image, width: int, height: int) -> Image.Image:
+    """The init image as RGB at the output size (Lanczos), as img2img and upscale start from."""
+    if image.mode != "RGB":
+        image = image.convert("RGB")
+    if image.size != (width, height):
+        image = image.resize((width, height), Image.Resampling.LANCZOS)
+    return image

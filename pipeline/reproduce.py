@@ -1,0 +1,85 @@
+"""Regenerating a stored job and checking that every image comes out pixel-identical."""
+
+from __future__ import annotations
+
+import io
+import logging
+from collections.abc import Callable
+from dataclasses import dataclass, replace
+
+import numpy as np
+from PIL import Image
+
+from pipeline.engine import StepProgress
+from pipeline.jobs import JobSnapshot
+from pipeline.worker import JobRunner
+
+log = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True)
+class ImageComparison:
+    """One regenerated image against the stored one."""
+
+    index: int
+    seed: int
+    identical: bool
+    max_difference: int
+    """The largest difference of any channel of any pixel, 0..255."""
+    differing_pixels: int
+
+
+@dataclass(frozen=True)
+class Reproduction:
+    job: JobSnapshot
+    images: list[ImageComparison]
+
+    @property
+    def identical(self) -> bool:
+        return bool(self.images) and all(image.identical for image in self.images)
+
+
+def reproduce_job(
+    runner: JobRunner,
+    job_id: int,
+    *,
+    model: str | None = None,
+    on_step: Callable[[StepProgress], None] | None = None,
+) -> Reproduction:
+    """Regenerate ``job_id`` from its stored request and compare with its stored images.
+
+    ``model`` overrides the stored model name (when the model moved). Nothing is written.
+    Identical results need the same device and library versions (see the job's environment).
+    """
+    # 1. The stored job and its images
+    job = runner.jobs.get(job_id)
+    if job.status != "done" or not job.images:
+        raise ValueError(f"job_id: {job_id} has no stored images to compare (status {job.status})")
+    request = job.request if model is None else replace(job.request, model=model)
+
+    # 2. Generate again, exactly as the worker did
+    engine = runner.engines.engine_for(request.model)
+    request = replace(request, model=engine.model.name)
+    init_images = runner.init_images([request])
+    [result] = engine.generate([request], init_images=init_images, on_step=on_step)
+
+    # 3. Compare pixel for pixel
+    comparisons = []
+    for stored, made in zip(job.images, result.images, strict=True):
+        original = np.asarray(Image.open(io.BytesIO(runner.jobs.store.read(stored.path))).convert("RGB"))
+        fresh = np.asarray(made.image.convert("RGB"))
+        if original.shape != fresh.shape:
+            comparisons.append(ImageComparison(stored.index, made.seed, False, 255, original.size // 3))
+            continue
+        difference = np.abs(original.astype(np.int16) - fresh.astype(np.int16))
+        comparisons.append(
+            ImageComparison(
+                index=stored.index,
+                seed=made.seed,
+                identical=not difference.any(),
+                max_difference=int(difference.max()),
+                differing_pixels=int(difference.any(axis=-1).sum()),
+            )
+        )
+    return Reproduction(job, comparisons)
+

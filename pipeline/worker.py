@@ -1,0 +1,281 @@
+"""Running stored jobs: the job runner and the embedded GPU worker thread.
+
+The worker keeps the GPU busy: it takes the next fair batch of compatible jobs, runs it, and
+hands the results to a saver thread (PNG encoding, the image store and database writes) so the
+next batch starts at once. State changes are written before they are announced to listeners.
+"""
+
+from __future__ import annotations
+
+import io
+import logging
+import threading
+import time
+from collections.abc import Sequence
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import replace
+
+from PIL import Image
+
+from pipeline.engine import GenerationResult
+from pipeline.errors import Cancelled, PipelineError
+from pipeline.jobs import JobService, JobSnapshot
+from pipeline.metadata import format_infotext, write_png
+from pipeline.pool import EnginePool
+from pipeline.request import GenerationRequest
+from pipeline.scheduler import FairScheduler
+from storage import (
+    NewImage,
+    fail_job,
+    finish_job,
+    is_cancel_requested,
+    mark_cancelled,
+    requeue_interrupted_jobs,
+    start_job,
+)
+
+log = logging.getLogger(__name__)
+
+CANCEL_POLL_S = 0.5
+INTERNAL_ERROR = "Something went wrong while generating; the admin can find the details in the log."
+
+
+class WorkerEvents:
+    """What the worker tells the outside world; called from worker threads. Override what you need."""
+
+    def progress(self, job_id: int, step: int, total: int, elapsed_s: float) -> None:
+        """A denoising step of ``job_id`` finished."""
+
+    def finished(self, job_id: int) -> None:
+        """``job_id`` is done, failed or cancelled, and its row says so."""
+
+
+Finished = tuple[int, GenerationResult]
+"""A started job's id and what the engine made for it."""
+
+
+class JobRunner:
+    """Runs one batch of stored jobs through the engine and records the results."""
+
+    def __init__(self, *, jobs: JobService, engines: EnginePool) -> None:
+        self.jobs = jobs
+        self.engines = engines
+
+    def run(self, job_ids: Sequence[int], *, events: WorkerEvents | None = None) -> list[Finished]:
+        """Generate ``job_ids`` (compatible, queued jobs); return each started job's result, unsaved.
+
+        Jobs that fail or are cancelled are recorded here; save the rest with :meth:`save`.
+        """
+        events = events or WorkerEvents()
+        # 1. Start the jobs (a job cancelled meanwhile is skipped)
+        started: list[JobSnapshot] = []
+        for job_id in job_ids:
+            with self.jobs.database.session() as session:
+                job = start_job(session, job_id=job_id)
+                if job is None:
+                    continue
+                session.flush()
+                started.append(JobSnapshot.of(job))
+        if not started:
+            return []
+        ids = [job.id for job in started]
+        try:
+            # 2. The model and the source images
+            engine = self.engines.engine_for(started[0].request.model)
+            requests = [replace(job.request, model=engine.model.name) for job in started]
+            init_images = self.init_images(requests)
+
+            # 3. Generate, reporting progress and polling for cancellation
+            results = engine.generate(
+                requests,
+                init_images=init_images,
+                on_step=lambda p: [events.progress(i, p.step, p.total_steps, p.elapsed_s) for i in ids],
+                should_cancel=_CancelPoll(self, ids),
+            )
+        except Cancelled:
+            self._record_each(ids, cancelled=True, events=events)
+            return []
+        except PipelineError as error:
+            self._record_each(ids, error=str(error), events=events)
+            return []
+        except Exception:
+            log.exception("jobs %s failed unexpectedly", ids)
+            self._record_each(ids, error=INTERNAL_ERROR, events=events)
+            return []
+        return list(zip(ids, results, strict=True))
+
+    def save(self, finished: Sequence[Finished], *, events: WorkerEvents | None = None) -> None:
+        """Write every image (PNG with A1111 parameters) to the store, then mark the jobs done."""
+        events = events or WorkerEvents()
+        for job_id, result in finished:
+            try:
+                if self._cancel_requested(job_id):
+                    self._record_each([job_id], cancelled=True, events=events)
+                    continue
+                images = [self._store_image(result, image.index, image.seed, image.image) for image in result.images]
+                with self.jobs.database.session() as session:
+                    finish_job(
+                        session,
+                        job_id=job_id,
+                        images=images,
+                        model_name=result.model_name,
+                        model_hash=result.model_hash,
+                        environment_json=_environment_json(result),
+                    )
+            except Exception:
+                log.exception("saving the images of job %d failed", job_id)
+                self._record_each([job_id], error=INTERNAL_ERROR, events=events)
+                continue
+            events.finished(job_id)
+
+    def run_and_save(self, job_ids: Sequence[int], *, events: WorkerEvents | None = None) -> None:
+        """Run and save in the calling thread (the command line does this)."""
+        self.save(self.run(job_ids, events=events), events=events)
+
+    # -- helpers ------------------------------------------------------------------------------
+
+    def init_images(self, requests: Sequence[GenerationRequest]) -> dict[str, Image.Image]:
+        images: dict[str, Image.Image] = {}
+        for request in requests:
+            if request.init_image and request.init_image not in images:
+                data = self.jobs.store.read(self.jobs.store.relative_path(request.init_image, ".png"))
+                images[request.init_image] = Image.open(io.BytesIO(data)).convert("RGB")
+        return images
+
+    def _store_image(self, result: GenerationResult, index: int, seed: int, image: Image.Image) -> NewImage:
+        parameters = format_infotext(
+            result.request, seed=seed, model_name=result.model_name, model_hash=result.model_hash
+        )
+        stored = self.jobs.store.put(write_png(image, parameters), suffix=".png")
+        return NewImage(
+            index=index,
+            seed=seed,
+            width=image.width,
+            height=image.height,
+            sha256=stored.sha256,
+            path=stored.path,
+            size_bytes=stored.size_bytes,
+        )
+
+    def _cancel_requested(self, job_id: int) -> bool:
+        with self.jobs.database.session() as session:
+            return is_cancel_requested(session, job_id=job_id)
+
+    def _record_each(
+        self,
+        job_ids: Sequence[int],
+        *,
+        cancelled: bool = False,
+        error: str | None = None,
+        events: WorkerEvents,
+    ) -> None:
+        for job_id in job_ids:
+            with self.jobs.database.session() as session:
+                if cancelled:
+                    mark_cancelled(session, job_id=job_id)
+                else:
+                    fail_job(session, job_id=job_id, error=error or INTERNAL_ERROR)
+            log.info("job %d %s%s", job_id, "cancelled" if cancelled else "failed", f": {error}" if error else "")
+            events.finished(job_id)
+
+
+class _CancelPoll:
+    """``should_cancel`` for a batch: true once every job in it asked to be cancelled.
+
+    A batch shared with other people's jobs keeps running when only some are cancelled; those
+    are recorded as cancelled when the batch ends. The database is read at most every 0.5 s.
+    """
+
+    def __init__(self, runner: JobRunner, job_ids: Sequence[int]) -> None:
+        self.runner = runner
+        self.job_ids = list(job_ids)
+        self._checked = float("-inf")
+        self._answer = False
+
+    def __call__(self) -> bool:
+        now = time.monotonic()
+        if now - self._checked >= CANCEL_POLL_S:
+            self._checked = now
+            self._answer = all(self.runner._cancel_requested(job_id) for job_id in self.job_ids)
+        return self._answer
+
+
+class Worker:
+    """The embedded GPU worker: a thread that runs fair batches until stopped."""
+
+    def __init__(
+        self,
+        runner: JobRunner,
+        scheduler: FairScheduler,
+        *,
+        events: WorkerEvents | None = None,
+        poll_interval: float = 2.0,
+    ) -> None:
+        self.runner = runner
+        self.scheduler = scheduler
+        self.events = events or WorkerEvents()
+        self.poll_interval = poll_interval
+        self._wake = threading.Event()
+        self._stop = threading.Event()
+        self._thread: threading.Thread | None = None
+        self._saver = ThreadPoolExecutor(max_workers=1, thread_name_prefix="nanke-saver")
+
+    def recover(self) -> list[int]:
+        """Put jobs left ``running`` by a crash back in the queue (call before :meth:`start`)."""
+        with self.runner.jobs.database.session() as session:
+            requeued = requeue_interrupted_jobs(session)
+        if requeued:
+            log.info("requeued %d interrupted job(s): %s", len(requeued), requeued)
+        return requeued
+
+    def start(self) -> None:
+        if self._thread is not None:
+            return
+        self._stop.clear()
+        self._thread = threading.Thread(target=self._loop, name="nanke-worker", daemon=True)
+        self._thread.start()
+
+    def wake(self, job_id: int | None = None) -> None:
+        """A job was queued: look at the queue now instead of at the next poll."""
+        self._wake.set()
+
+    def stop(self, timeout: float | None = 30.0) -> None:
+        """Stop after the current batch; pending saves finish first."""
+        self._stop.set()
+        self._wake.set()
+        if self._thread is not None:
+            self._thread.join(timeout)
+            self._thread = None
+        self._saver.shutdown(wait=True)
+
+    def run_once(self) -> bool:
+        """Run the next batch if there is one; ``True`` when something ran."""
+        queued = self.runner.jobs.queued()
+        batch = self.scheduler.next_batch(queued)
+        if not batch:
+            return False
+        self.scheduler.served(batch)
+        job_ids = [job.job_id for job in batch]
+        finished = self.runner.run(job_ids, events=self.events)
+        if finished:
+            self._saver.submit(self.runner.save, finished, events=self.events)
+        return True
+
+    def _loop(self) -> None:
+        log.info("worker started")
+        while not self._stop.is_set():
+            try:
+                ran = self.run_once()
+            except Exception:
+                log.exception("worker loop error; retrying in %g s", self.poll_interval)
+                ran = False
+            if not ran:
+                self._wake.wait(self.poll_interval)
+                self._wake.clear()
+        log.info("worker stopped")
+
+
+def _environment_json(result: GenerationResult) -> str:
+    import json
+
+    return json.dumps({**result.environment, "nan_retry": result.nan_retry}, sort_keys=True)

@@ -1,0 +1,214 @@
+"""Jobs: creating them, moving them through their life cycle, and finding them.
+
+Every status change goes through :func:`storage.transitions.move`. The functions only change
+the session; the caller's ``Database.session()`` commits.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Sequence
+from dataclasses import asdict, dataclass
+
+from sqlalchemy import func, select
+from sqlalchemy.orm import Session, joinedload, selectinload
+
+from storage.errors import InvalidTransition, JobNotFound
+from storage.models import JOB_KINDS, UNFINISHED_STATUSES, Image, Job, User
+from storage.timestamps import utcnow
+from storage.transitions import move
+
+log = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True)
+class NewImage:
+    """An image of a finished job, already in the image store."""
+
+    index: int
+    seed: int
+    width: int
+    height: int
+    sha256: str
+    path: str
+    size_bytes: int
+
+
+def create_job(
+    session: Session,
+    *,
+    kind: str,
+    owner: User,
+    request_json: str,
+    prompt: str,
+    parent_id: int | None = None,
+    parent_image_index: int | None = None,
+    guild_id: int | None = None,
+    channel_id: int | None = None,
+    priority: int = 0,
+    model_name: str | None = None,
+) -> Job:
+    """Add a queued job; it has its id on return."""
+    if kind not in JOB_KINDS:
+        raise ValueError(f"kind: {kind!r} (allowed: {', '.join(JOB_KINDS)})")
+    job = Job(
+        kind=kind,
+        owner=owner,
+        request_json=request_json,
+        prompt=prompt,
+        parent_id=parent_id,
+        parent_image_index=parent_image_index,
+        guild_id=guild_id,
+        channel_id=channel_id,
+        priority=priority,
+        model_name=model_name,
+        status="queued",
+        attempts=0,
+        cancel_requested=False,
+        created_at=utcnow(),
+    )
+    session.add(job)
+    session.flush()
+    return job
+
+
+def get_job(session: Session, *, job_id: int) -> Job:
+    """The job with its owner and images; raises :class:`JobNotFound`."""
+    job = session.get(Job, job_id, options=[joinedload(Job.owner), selectinload(Job.images)])
+    if job is None:
+        raise JobNotFound(job_id)
+    return job
+
+
+def start_job(session: Session, *, job_id: int) -> Job | None:
+    """Queued → running. ``None`` when the job was cancelled or deleted while it waited."""
+    try:
+        job = _locked(session, job_id)
+    except JobNotFound:
+        log.info("job %d was deleted before it started", job_id)
+        return None
+    if job.status == "cancelled":
+        log.info("job %d was cancelled before it started", job_id)
+        return None
+    move(job, "running")
+    return job
+
+
+def finish_job(
+    session: Session,
+    *,
+    job_id: int,
+    images: Sequence[NewImage],
+    model_name: str | None,
+    model_hash: str | None,
+    environment_json: str | None,
+) -> Job:
+    """Running → done, with the images and what is needed to reproduce them."""
+    job = _locked(session, job_id)
+    move(job, "done")
+    job.model_name = model_name
+    job.model_hash = model_hash
+    job.environment_json = environment_json
+    job.error = None
+    job.images.extend(Image(**asdict(image), created_at=job.finished_at) for image in images)
+    session.flush()
+    return job
+
+
+def fail_job(session: Session, *, job_id: int, error: str) -> Job:
+    """Queued or running → failed, with the message to show."""
+    job = _locked(session, job_id)
+    move(job, "failed")
+    job.error = error
+    return job
+
+
+def cancel_job(session: Session, *, job_id: int) -> Job:
+    """Cancel at once if queued; if running, ask the worker to stop (it calls :func:`mark_cancelled`).
+
+    Asking twice is harmless; a finished job raises :class:`InvalidTransition`.
+    """
+    job = _locked(session, job_id)
+    if job.status == "running":
+        log.info("job %d: cancel requested", job_id)
+    else:
+        move(job, "cancelled")
+    job.cancel_requested = True
+    return job
+
+
+def mark_cancelled(session: Session, *, job_id: int) -> Job:
+    """The worker stopped the job (or never started it): → cancelled."""
+    job = _locked(session, job_id)
+    move(job, "cancelled")
+    job.cancel_requested = True
+    return job
+
+
+def is_cancel_requested(session: Session, *, job_id: int) -> bool:
+    """Whether someone asked to stop the job (cheap: for polling during generation)."""
+    row = session.execute(select(Job.cancel_requested, Job.status).where(Job.id == job_id)).first()
+    if row is None:
+        raise JobNotFound(job_id)
+    return bool(row.cancel_requested) or row.status == "cancelled"
+
+
+def queued_jobs(session: Session, *, limit: int | None = None) -> list[Job]:
+    """Queued jobs, highest priority first, then oldest first."""
+    query = (
+        select(Job)
+        .where(Job.status == "queued")
+        .order_by(Job.priority.desc(), Job.created_at, Job.id)
+        .limit(limit)
+    )
+    return list(session.scalars(query))
+
+
+def count_unfinished_jobs(session: Session, *, owner_id: int) -> int:
+    """How many of the user's jobs are queued or running."""
+    query = select(func.count()).where(Job.owner_id == owner_id, Job.status.in_(UNFINISHED_STATUSES))
+    return session.scalar(query) or 0
+
+
+def requeue_interrupted_jobs(session: Session) -> list[int]:
+    """After a crash: running jobs go back to the queue (or to cancelled, if that was asked)."""
+    requeued: list[int] = []
+    running = session.scalars(select(Job).where(Job.status == "running").order_by(Job.id).with_for_update())
+    for job in running.all():
+        if job.cancel_requested:
+            move(job, "cancelled")
+            log.info("job %d was being cancelled when it was interrupted; now cancelled", job.id)
+        else:
+            move(job, "queued")
+            requeued.append(job.id)
+    return requeued
+
+
+def children_of(session: Session, *, job_id: int) -> list[Job]:
+    """The jobs made from this one (rerolls, upscales, variations), oldest first."""
+    return list(session.scalars(select(Job).where(Job.parent_id == job_id).order_by(Job.id)))
+
+
+def delete_job(session: Session, *, job_id: int) -> list[str]:
+    """Delete a job that is not running, with its images and delivery; its children stay, parentless.
+
+    Returns the image-store paths no other image uses: the caller deletes those files once the
+    transaction has committed.
+    """
+    job = get_job(session, job_id=job_id)
+    if job.status == "running":
+        raise InvalidTransition(job_id, job.status, "deleted")
+    paths = {image.path for image in job.images}
+    session.delete(job)
+    session.flush()
+    if not paths:
+        return []
+    still_used = set(session.scalars(select(Image.path).where(Image.path.in_(paths))))
+    return sorted(paths - still_used)
+
+
+def _locked(session: Session, job_id: int) -> Job:
+    job = session.get(Job, job_id, with_for_update=True)
+    if job is None:
+        raise JobNotFound(job_id)
+    return job

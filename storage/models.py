@@ -1,0 +1,170 @@
+"""The tables: users, jobs, the images of a job, and the delivery of a job to Discord."""
+
+from __future__ import annotations
+
+import logging
+from datetime import datetime
+
+from sqlalchemy import (
+    BigInteger,
+    Boolean,
+    CheckConstraint,
+    ForeignKey,
+    Index,
+    Integer,
+    String,
+    Text,
+    UniqueConstraint,
+    false,
+    func,
+    text,
+)
+from sqlalchemy.orm import Mapped, mapped_column, relationship
+
+from storage.base import Base
+from storage.timestamps import UTCDateTime, utcnow
+
+log = logging.getLogger(__name__)
+
+JOB_KINDS = ("imagine", "reroll", "upscale", "variation", "remix")
+JOB_STATUSES = ("queued", "running", "done", "failed", "cancelled")
+FINISHED_STATUSES = ("done", "failed", "cancelled")
+UNFINISHED_STATUSES = ("queued", "running")
+DELIVERY_STATUSES = ("pending", "delivered", "failed")
+USER_NAME_LENGTH = 100
+
+
+def _one_of(column: str, values: tuple[str, ...], *, name: str) -> CheckConstraint:
+    allowed = ", ".join(f"'{value}'" for value in values)
+    return CheckConstraint(f"{column} IN ({allowed})", name=name)
+
+
+def _created_at() -> Mapped[datetime]:
+    return mapped_column(UTCDateTime, default=utcnow, server_default=func.current_timestamp())
+
+
+class User(Base):
+    """Someone who asks for images: a Discord member, or a local command-line user (no Discord id)."""
+
+    __tablename__ = "users"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
+    discord_id: Mapped[int | None] = mapped_column(BigInteger, unique=True)
+    name: Mapped[str] = mapped_column(String(USER_NAME_LENGTH))
+    created_at: Mapped[datetime] = _created_at()
+
+    jobs: Mapped[list[Job]] = relationship(back_populates="owner", passive_deletes=True)
+
+    def __repr__(self) -> str:
+        return f"User(id={self.id!r}, discord_id={self.discord_id!r}, name={self.name!r})"
+
+
+class Job(Base):
+    """One request and its life: queued, running, then done, failed or cancelled."""
+
+    __tablename__ = "jobs"
+    __table_args__ = (
+        _one_of("kind", JOB_KINDS, name="kind"),
+        _one_of("status", JOB_STATUSES, name="status"),
+        Index(None, "status", "priority", "created_at"),
+    )
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
+    kind: Mapped[str] = mapped_column(String(16))
+    parent_id: Mapped[int | None] = mapped_column(ForeignKey("jobs.id", ondelete="SET NULL"), index=True)
+    parent_image_index: Mapped[int | None] = mapped_column(Integer)
+    owner_id: Mapped[int] = mapped_column(ForeignKey("users.id"), index=True)
+    guild_id: Mapped[int | None] = mapped_column(BigInteger)
+    channel_id: Mapped[int | None] = mapped_column(BigInteger)
+    request_json: Mapped[str] = mapped_column(Text)
+    """The canonical JSON of the request: it reproduces the job exactly."""
+    prompt: Mapped[str] = mapped_column(Text)
+    """A copy of the request's prompt, for listing and searching."""
+    status: Mapped[str] = mapped_column(String(16), default="queued", server_default=text("'queued'"))
+    priority: Mapped[int] = mapped_column(Integer, default=0, server_default=text("0"))
+    attempts: Mapped[int] = mapped_column(Integer, default=0, server_default=text("0"))
+    model_name: Mapped[str | None] = mapped_column(String(255))
+    model_hash: Mapped[str | None] = mapped_column(String(10))
+    """A1111's short hash of the weights (10 hex digits), when known."""
+    environment_json: Mapped[str | None] = mapped_column(Text)
+    """Library versions, device and dtype, written when the job finishes."""
+    created_at: Mapped[datetime] = _created_at()
+    started_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+    finished_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+    error: Mapped[str | None] = mapped_column(Text)
+    cancel_requested: Mapped[bool] = mapped_column(Boolean, default=False, server_default=false())
+
+    owner: Mapped[User] = relationship(back_populates="jobs")
+    parent: Mapped[Job | None] = relationship(back_populates="children", remote_side=[id])
+    children: Mapped[list[Job]] = relationship(
+        back_populates="parent", passive_deletes=True, order_by="Job.id"
+    )
+    images: Mapped[list[Image]] = relationship(
+        back_populates="job", order_by="Image.index", cascade="all, delete-orphan", passive_deletes=True
+    )
+    delivery: Mapped[Delivery | None] = relationship(
+        back_populates="job", cascade="all, delete-orphan", passive_deletes=True
+    )
+
+    @property
+    def finished(self) -> bool:
+        return self.status in FINISHED_STATUSES
+
+    def __repr__(self) -> str:
+        return f"Job(id={self.id!r}, kind={self.kind!r}, status={self.status!r})"
+
+
+class Image(Base):
+    """One generated image of a job; the file lives in the image store under ``path``."""
+
+    __tablename__ = "images"
+    __table_args__ = (UniqueConstraint("job_id", "index"),)
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
+    job_id: Mapped[int] = mapped_column(ForeignKey("jobs.id", ondelete="CASCADE"))
+    index: Mapped[int] = mapped_column(Integer)
+    seed: Mapped[int] = mapped_column(BigInteger)
+    width: Mapped[int] = mapped_column(Integer)
+    height: Mapped[int] = mapped_column(Integer)
+    sha256: Mapped[str] = mapped_column(String(64), index=True)
+    path: Mapped[str] = mapped_column(String(255))
+    """Relative to the image store's root."""
+    size_bytes: Mapped[int] = mapped_column(BigInteger)
+    created_at: Mapped[datetime] = _created_at()
+
+    job: Mapped[Job] = relationship(back_populates="images")
+
+    def __repr__(self) -> str:
+        return f"Image(job_id={self.job_id!r}, index={self.index!r}, seed={self.seed!r})"
+
+
+class Delivery(Base):
+    """How a job's result reaches Discord: where, through which interaction, and how far it got."""
+
+    __tablename__ = "deliveries"
+    __table_args__ = (
+        _one_of("status", DELIVERY_STATUSES, name="status"),
+        Index(None, "status", "next_attempt_at"),
+    )
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
+    job_id: Mapped[int] = mapped_column(ForeignKey("jobs.id", ondelete="CASCADE"), unique=True)
+    channel_id: Mapped[int] = mapped_column(BigInteger)
+    guild_id: Mapped[int | None] = mapped_column(BigInteger)
+    application_id: Mapped[int | None] = mapped_column(BigInteger)
+    interaction_token: Mapped[str | None] = mapped_column(Text)
+    token_expires_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+    progress_message_id: Mapped[int | None] = mapped_column(BigInteger)
+    """The "queued / step n of m" message, replaced by the result."""
+    result_message_id: Mapped[int | None] = mapped_column(BigInteger)
+    status: Mapped[str] = mapped_column(String(16), default="pending", server_default=text("'pending'"))
+    attempts: Mapped[int] = mapped_column(Integer, default=0, server_default=text("0"))
+    last_error: Mapped[str | None] = mapped_column(Text)
+    next_attempt_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+    created_at: Mapped[datetime] = _created_at()
+    delivered_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+
+    job: Mapped[Job] = relationship(back_populates="delivery")
+
+    def __repr__(self) -> str:
+        return f"Delivery(job_id={self.job_id!r}, status={self.status!r}, attempts={self.attempts!r})"
