@@ -1,13 +1,13 @@
 """nanke's command line: run the bot, generate locally, inspect and reproduce jobs.
 
-    python main.py run                       start the Discord bot with the embedded GPU worker
-    python main.py imagine "PROMPT --flags"  generate without Discord
-    python main.py show JOB_ID               print a stored job
-    python main.py reproduce JOB_ID          regenerate a job and check every pixel
-    python main.py import FILE.png           regenerate an A1111 / civitai image from its PNG Info
-    python main.py models                    list the models nanke can see
-    python main.py make-test-model DIR       write a tiny random-weight model for tests and demos
-    python main.py db upgrade                upgrade the database schema
+python main.py run                       start the Discord bot with the embedded GPU worker
+python main.py imagine "PROMPT --flags"  generate without Discord
+python main.py show JOB_ID               print a stored job
+python main.py reproduce JOB_ID          regenerate a job and check every pixel
+python main.py import FILE.png           regenerate an A1111 / civitai image from its PNG Info
+python main.py models                    list the models nanke can see
+python main.py make-test-model DIR       write a tiny random-weight model for tests and demos
+python main.py db upgrade                upgrade the database schema
 """
 
 from __future__ import annotations
@@ -192,14 +192,18 @@ def cmd_show(args: argparse.Namespace, settings: Settings) -> int:
         + (f", clip skip {request.clip_skip}" if request.clip_skip > 1 else "")
         + (f", {request.mode} strength {request.strength:g}" if request.strength is not None else "")
     )
-    print(f"  model:     {job.model_name or request.model or '(default)'}" + (f" [{job.model_hash}]" if job.model_hash else ""))
+    print(
+        f"  model:     {job.model_name or request.model or '(default)'}"
+        + (f" [{job.model_hash}]" if job.model_hash else "")
+    )
     print(f"  created:   {job.created_at:%Y-%m-%d %H:%M:%S %Z}")
     if job.finished_at and job.started_at:
         print(f"  ran:       {(job.finished_at - job.started_at).total_seconds():.1f} s")
     if job.error:
         print(f"  error:     {job.error}")
     for image in job.images:
-        print(f"  image {image.index + 1}: {services.store.path(image.path)}\tseed {image.seed}\t{image.width}x{image.height}")
+        path = services.store.path(image.path)
+        print(f"  image {image.index + 1}: {path}\tseed {image.seed}\t{image.width}x{image.height}")
     if args.json:
         print(request.to_json())
     return 0
@@ -213,8 +217,10 @@ def cmd_reproduce(args: argparse.Namespace, settings: Settings) -> int:
     result = reproduce_job(services.runner, args.job_id, model=args.model, on_step=terminal.step)
     terminal.done()
     for image in result.images:
-        verdict = "identical" if image.identical else (
-            f"DIFFERS ({image.differing_pixels} pixels, by up to {image.max_difference})"
+        verdict = (
+            "identical"
+            if image.identical
+            else (f"DIFFERS ({image.differing_pixels} pixels, by up to {image.max_difference})")
         )
         print(f"image {image.index + 1} (seed {image.seed}): {verdict}")
     if result.identical:
@@ -300,7 +306,8 @@ def _fail(message: str) -> int:
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="main.py",
-        description="nanke: a self-hosted /imagine bot for Discord, and a local Stable Diffusion command line.",
+        description="nanke: a self-hosted /imagine bot for Discord, and a local Stable Diffusion "
+        "command line.",
         epilog="Settings come from the environment and .env (see .env.example).",
     )
     parser.add_argument("-v", "--verbose", action="store_true", help="log what happens (INFO level)")
@@ -313,8 +320,9 @@ def build_parser() -> argparse.ArgumentParser:
         "imagine",
         help="generate images from a prompt without Discord",
         description="Generate images, record the job in the database and write the PNGs.",
-        epilog='Flags inside the prompt: --ar W:H, --size WxH, --no WORDS, --seed N, --steps N, --cfg X, '
-        '--sampler NAME, --n N, --model NAME, --clip-skip N. Example: "a red fox in snow --ar 3:2 --seed 7 --n 2"',
+        epilog="Flags inside the prompt: --ar W:H, --size WxH, --no WORDS, --seed N, --steps N, --cfg X, "
+        "--sampler NAME, --n N, --model NAME, --clip-skip N. "
+        'Example: "a red fox in snow --ar 3:2 --seed 7 --n 2"',
     )
     imagine.add_argument("prompt", help="the prompt, with optional --flags inside the quotes")
     _add_output_options(imagine)
@@ -323,7 +331,8 @@ def build_parser() -> argparse.ArgumentParser:
     importer = commands.add_parser(
         "import",
         help="regenerate an AUTOMATIC1111 / civitai image from its embedded parameters",
-        description="Read the 'parameters' of a PNG (or the EXIF comment of a JPEG/WebP) and generate it again.",
+        description="Read the 'parameters' of a PNG (or the EXIF comment of a JPEG/WebP) "
+        "and generate it again.",
     )
     importer.add_argument("file", help="a PNG, JPEG or WebP with A1111 generation parameters")
     _add_output_options(importer)
@@ -337,7 +346,8 @@ def build_parser() -> argparse.ArgumentParser:
     reproduce = commands.add_parser(
         "reproduce",
         help="regenerate a job and check every image is pixel-identical",
-        description="Regenerate a stored job from its row; exit 0 only if every image matches the stored one.",
+        description="Regenerate a stored job from its row; exit 0 only if every image matches "
+        "the stored one.",
     )
     reproduce.add_argument("job_id", type=int, help="the job to regenerate")
     reproduce.add_argument("--model", help="use this model instead of the stored one (a name or a path)")
@@ -355,15 +365,21 @@ def build_parser() -> argparse.ArgumentParser:
     make.set_defaults(func=cmd_make_test_model, needs_settings=False)
 
     db = commands.add_parser("db", help="database maintenance")
-    db.add_argument("action", choices=("upgrade", "current"), help="upgrade to the latest schema, or show the revision")
+    db.add_argument(
+        "action", choices=("upgrade", "current"), help="upgrade to the latest schema, or show the revision"
+    )
     db.set_defaults(func=cmd_db)
     return parser
 
 
 def _add_output_options(command: argparse.ArgumentParser) -> None:
-    command.add_argument("--model", help="model name, diffusers folder or .safetensors file (default: NANKE_MODEL)")
+    command.add_argument(
+        "--model", help="model name, diffusers folder or .safetensors file (default: NANKE_MODEL)"
+    )
     command.add_argument("--out", default="outputs", help="folder to write the PNGs to (default: ./outputs)")
-    command.add_argument("--no-grid", action="store_true", help="do not write a grid image for several images")
+    command.add_argument(
+        "--no-grid", action="store_true", help="do not write a grid image for several images"
+    )
 
 
 def main(argv: list[str] | None = None) -> int:

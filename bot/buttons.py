@@ -85,10 +85,14 @@ class UpscaleButton(JobButton, template=r"nk:up:(?P<job>[0-9]+):(?P<index>[0-3])
         await bot.flow.start_child(interaction, parent_id=self.job_id, action="upscale", index=self.index)
 
 
-class VariationButton(JobButton, template=r"nk:var:(?P<job>[0-9]+):(?P<index>[0-3]):(?P<strength>strong|subtle)"):
+class VariationButton(
+    JobButton, template=r"nk:var:(?P<job>[0-9]+):(?P<index>[0-3]):(?P<strength>strong|subtle)"
+):
     """V1…V4 (strong variation of image ``index``), and Vary (Strong) / Vary (Subtle) on singles."""
 
-    def __init__(self, job_id: int, index: int, strength: str = "strong", *, label: str | None = None) -> None:
+    def __init__(
+        self, job_id: int, index: int, strength: str = "strong", *, label: str | None = None
+    ) -> None:
         self.index = index
         self.strength = strength
         super().__init__(
@@ -116,7 +120,9 @@ class RerollButton(JobButton, template=r"nk:reroll:(?P<job>[0-9]+)"):
     def __init__(self, job_id: int) -> None:
         super().__init__(
             job_id,
-            discord.ui.Button(emoji="🔄", style=discord.ButtonStyle.secondary, custom_id=f"nk:reroll:{job_id}"),
+            discord.ui.Button(
+                emoji="🔄", style=discord.ButtonStyle.secondary, custom_id=f"nk:reroll:{job_id}"
+            ),
         )
 
     async def run(self, interaction: discord.Interaction, bot: NankeBot) -> None:
@@ -140,7 +146,9 @@ class CancelButton(OwnerOnlyButton, template=r"nk:cancel:(?P<job>[0-9]+)"):
     def __init__(self, job_id: int) -> None:
         super().__init__(
             job_id,
-            discord.ui.Button(emoji="❌", style=discord.ButtonStyle.secondary, custom_id=f"nk:cancel:{job_id}"),
+            discord.ui.Button(
+                emoji="❌", style=discord.ButtonStyle.secondary, custom_id=f"nk:cancel:{job_id}"
+            ),
         )
 
     async def run(self, interaction: discord.Interaction, bot: NankeBot) -> None:
@@ -153,7 +161,9 @@ class DeleteButton(OwnerOnlyButton, template=r"nk:delete:(?P<job>[0-9]+)"):
     def __init__(self, job_id: int) -> None:
         super().__init__(
             job_id,
-            discord.ui.Button(emoji="🗑️", style=discord.ButtonStyle.secondary, custom_id=f"nk:delete:{job_id}"),
+            discord.ui.Button(
+                emoji="🗑️", style=discord.ButtonStyle.secondary, custom_id=f"nk:delete:{job_id}"
+            ),
         )
 
     async def run(self, interaction: discord.Interaction, bot: NankeBot) -> None:
@@ -161,7 +171,11 @@ class DeleteButton(OwnerOnlyButton, template=r"nk:delete:(?P<job>[0-9]+)"):
 
 
 DYNAMIC_ITEMS: tuple[type[JobButton], ...] = (
-    UpscaleButton, VariationButton, RerollButton, CancelButton, DeleteButton,
+    UpscaleButton,
+    VariationButton,
+    RerollButton,
+    CancelButton,
+    DeleteButton,
 )
 """Registered with ``bot.add_dynamic_items`` in ``setup_hook``."""
 

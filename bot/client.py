@@ -70,10 +70,14 @@ class NankeBot(commands.Bot):
                 await self.tree.sync(guild=guild)
         else:
             await self.tree.sync()
-        log.info("slash commands synced (%s)", "guilds " + ", ".join(map(str, self.settings.guild_ids)) or "global")
+        log.info(
+            "slash commands synced (%s)", "guilds " + ", ".join(map(str, self.settings.guild_ids)) or "global"
+        )
 
     async def on_ready(self) -> None:
-        log.info("logged in as %s (id %s) in %d guilds", self.user, self.user and self.user.id, len(self.guilds))
+        log.info(
+            "logged in as %s (id %s) in %d guilds", self.user, self.user and self.user.id, len(self.guilds)
+        )
 
     async def on_app_command_error(
         self, interaction: discord.Interaction, error: discord.app_commands.AppCommandError

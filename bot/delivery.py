@@ -201,18 +201,24 @@ class Deliverer:
                 raise
 
     async def _send_followup(self, delivery: Delivery, **kwargs: object) -> int:
-        webhook = discord.Webhook.partial(delivery.application_id, delivery.interaction_token, client=self.bot)
+        webhook = discord.Webhook.partial(
+            delivery.application_id, delivery.interaction_token, client=self.bot
+        )
         message = await webhook.send(wait=True, **kwargs)  # type: ignore[arg-type]
         return message.id
 
     async def _send_channel(self, delivery: Delivery, **kwargs: object) -> int:
-        channel = self.bot.get_channel(delivery.channel_id) or await self.bot.fetch_channel(delivery.channel_id)
+        channel = self.bot.get_channel(delivery.channel_id) or await self.bot.fetch_channel(
+            delivery.channel_id
+        )
         message = await channel.send(**kwargs)  # type: ignore[union-attr]
         return message.id
 
     async def _edit(self, delivery: Delivery, message_id: int, **kwargs: object) -> None:
         if self._token_valid(delivery):
-            webhook = discord.Webhook.partial(delivery.application_id, delivery.interaction_token, client=self.bot)
+            webhook = discord.Webhook.partial(
+                delivery.application_id, delivery.interaction_token, client=self.bot
+            )
             await webhook.edit_message(message_id, **kwargs)  # type: ignore[arg-type]
         else:
             channel = self.bot.get_partial_messageable(delivery.channel_id)
@@ -226,7 +232,11 @@ class Deliverer:
                 )
                 await webhook.delete_message(message_id)
             else:
-                await self.bot.get_partial_messageable(delivery.channel_id).get_partial_message(message_id).delete()
+                await (
+                    self.bot.get_partial_messageable(delivery.channel_id)
+                    .get_partial_message(message_id)
+                    .delete()
+                )
         except discord.HTTPException as error:
             log.debug("could not delete progress message %d: %s", message_id, error)
 
@@ -251,7 +261,9 @@ class Deliverer:
     def _load_images(self, job: JobSnapshot) -> list[Image.Image]:
         import io
 
-        return [Image.open(io.BytesIO(self.service.image_bytes(image))).convert("RGB") for image in job.images]
+        return [
+            Image.open(io.BytesIO(self.service.image_bytes(image))).convert("RGB") for image in job.images
+        ]
 
     def _delivered(self, job_id: int, message_id: int) -> None:
         with self.service.database.session() as session:
@@ -263,7 +275,10 @@ class Deliverer:
         delay = RETRY_DELAYS[min(attempt - 1, len(RETRY_DELAYS) - 1)]
         log.warning(
             "delivery of job %d failed (attempt %d)%s: %s",
-            delivery.job_id, attempt, ", giving up" if give_up else f", retrying in {delay:g} s", error,
+            delivery.job_id,
+            attempt,
+            ", giving up" if give_up else f", retrying in {delay:g} s",
+            error,
         )
         with self.service.database.session() as session:
             record_delivery_failure(

@@ -45,18 +45,22 @@ def user_message(error: BaseException) -> str | None:
     return None
 
 
-async def report_error(interaction: discord.Interaction, error: BaseException, *, job_id: int | None = None) -> None:
+async def report_error(
+    interaction: discord.Interaction, error: BaseException, *, job_id: int | None = None
+) -> None:
     """Tell the member what went wrong (ephemeral) and log unexpected errors with the traceback."""
     message = user_message(error)
     if message is None:
         original = getattr(error, "original", error)
-        log.error(
-            "unexpected error in %s (job %s)", _describe(interaction), job_id or "-", exc_info=original
+        log.error("unexpected error in %s (job %s)", _describe(interaction), job_id or "-", exc_info=original)
+        message = (
+            f"Something went wrong{f' (job {job_id})' if job_id else ''}. The admin can find it in the log."
         )
-        message = f"Something went wrong{f' (job {job_id})' if job_id else ''}. The admin can find it in the log."
     try:
         if interaction.response.is_done():
-            await interaction.followup.send(message, ephemeral=True, allowed_mentions=discord.AllowedMentions.none())
+            await interaction.followup.send(
+                message, ephemeral=True, allowed_mentions=discord.AllowedMentions.none()
+            )
         else:
             await interaction.response.send_message(
                 message, ephemeral=True, allowed_mentions=discord.AllowedMentions.none()

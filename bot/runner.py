@@ -28,7 +28,9 @@ def run_bot(settings: Settings, token: str) -> int:
     try:
         asyncio.run(start_bot(settings, token))
     except discord.LoginFailure:
-        log.error("Discord refused the token: check DISCORD_TOKEN (Bot → Reset Token in the developer portal)")
+        log.error(
+            "Discord refused the token: check DISCORD_TOKEN (Bot → Reset Token in the developer portal)"
+        )
         return 2
     except discord.PrivilegedIntentsRequired:
         log.error("Discord refused a privileged intent; nanke needs none: update nanke")

@@ -75,4 +75,4 @@ def variation(
 
 
 def _round8(value: int) -> int:
-    return max(8, int(round(value / 8)) * 8)
+    return max(8, round(value / 8) * 8)

@@ -224,13 +224,19 @@ class JobService:
         image = parent.images[index]
         if action == "upscale":
             request = derive.upscale(
-                parent.request, image_sha256=image.sha256, width=image.width, height=image.height,
+                parent.request,
+                image_sha256=image.sha256,
+                width=image.width,
+                height=image.height,
                 max_pixels=derive.MAX_PIXELS,
             )
             max_pixels = max(self.max_pixels * derive.UPSCALE_FACTOR**2, self.max_pixels)
         elif action == "variation":
             request = derive.variation(
-                parent.request, image_sha256=image.sha256, width=image.width, height=image.height,
+                parent.request,
+                image_sha256=image.sha256,
+                width=image.width,
+                height=image.height,
                 strength=strength,  # type: ignore[arg-type]
             )
             max_pixels = max(self.max_pixels, image.width * image.height)

@@ -82,4 +82,3 @@ def reproduce_job(
             )
         )
     return Reproduction(job, comparisons)
-

@@ -67,12 +67,16 @@ class GenerationRequest:
             _check_int(name, value, MIN_SIDE, MAX_SIDE)
             if value % SIZE_MULTIPLE:
                 raise InvalidRequest(
-                    name, value, f"a multiple of {SIZE_MULTIPLE} from {MIN_SIDE} to {MAX_SIDE}",
+                    name,
+                    value,
+                    f"a multiple of {SIZE_MULTIPLE} from {MIN_SIDE} to {MAX_SIDE}",
                     reason=f"is not a multiple of {SIZE_MULTIPLE}",
                 )
         if self.width * self.height > max_pixels:
             raise InvalidRequest(
-                "size", f"{self.width}x{self.height}", f"at most {max_pixels:,} pixels",
+                "size",
+                f"{self.width}x{self.height}",
+                f"at most {max_pixels:,} pixels",
                 reason=f"has {self.width * self.height:,} pixels",
             )
         _check_int("steps", self.steps, MIN_STEPS, MAX_STEPS)
@@ -91,7 +95,10 @@ class GenerationRequest:
         if self.mode == "txt2img":
             if self.init_image is not None or self.strength is not None:
                 raise InvalidRequest(
-                    "init_image", self.init_image, "none for txt2img", reason="is only used by img2img/upscale"
+                    "init_image",
+                    self.init_image,
+                    "none for txt2img",
+                    reason="is only used by img2img/upscale",
                 )
         else:
             if not isinstance(self.init_image, str) or len(self.init_image) != 64:
@@ -143,7 +150,9 @@ class GenerationRequest:
         known = {f.name for f in fields(cls)}
         unknown = sorted(set(data) - known)
         if unknown:
-            raise InvalidRequest("request", ", ".join(unknown), ", ".join(sorted(known)), reason="has unknown keys")
+            raise InvalidRequest(
+                "request", ", ".join(unknown), ", ".join(sorted(known)), reason="has unknown keys"
+            )
         return cls(**data)
 
 
@@ -158,7 +167,9 @@ def _check_length(name: str, value: object) -> None:
 
 def _check_int(name: str, value: object, low: int, high: int) -> None:
     if isinstance(value, bool) or not isinstance(value, int):
-        raise InvalidRequest(name, value, f"a whole number from {low} to {high}", reason="is not a whole number")
+        raise InvalidRequest(
+            name, value, f"a whole number from {low} to {high}", reason="is not a whole number"
+        )
     if not low <= value <= high:
         raise InvalidRequest(name, value, f"{low} to {high}", reason="is out of range")
 

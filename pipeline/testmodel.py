@@ -57,8 +57,15 @@ def write_tokenizer(folder: Path) -> None:
     }
     (folder / "tokenizer_config.json").write_text(json.dumps(config, indent=2), encoding="utf-8")
     (folder / "special_tokens_map.json").write_text(
-        json.dumps({"bos_token": _SPECIAL[0], "eos_token": _SPECIAL[1], "unk_token": _SPECIAL[1],
-                    "pad_token": _SPECIAL[1]}, indent=2),
+        json.dumps(
+            {
+                "bos_token": _SPECIAL[0],
+                "eos_token": _SPECIAL[1],
+                "unk_token": _SPECIAL[1],
+                "pad_token": _SPECIAL[1],
+            },
+            indent=2,
+        ),
         encoding="utf-8",
     )
 
@@ -110,7 +117,10 @@ def build_tiny_components(seed: int = 0) -> dict[str, object]:
         )
     )
     scheduler = EulerAncestralDiscreteScheduler(
-        beta_start=0.00085, beta_end=0.012, beta_schedule="scaled_linear", num_train_timesteps=1000,
+        beta_start=0.00085,
+        beta_end=0.012,
+        beta_schedule="scaled_linear",
+        num_train_timesteps=1000,
         steps_offset=1,
     )
     return {"unet": unet, "vae": vae, "text_encoder": text_encoder, "scheduler": scheduler}

@@ -17,16 +17,18 @@ from dataclasses import replace
 
 from PIL import Image
 
-from pipeline.engine import GenerationResult
+from pipeline.engine import Engine, GenerationResult, StepProgress
 from pipeline.errors import Cancelled, PipelineError
 from pipeline.jobs import JobService, JobSnapshot
 from pipeline.metadata import format_infotext, write_png
 from pipeline.pool import EnginePool
+from pipeline.prompt.embeddings import chunk_count
 from pipeline.request import GenerationRequest
 from pipeline.scheduler import FairScheduler
 from storage import (
     NewImage,
     fail_job,
+    find_image_path,
     finish_job,
     is_cancel_requested,
     mark_cancelled,
@@ -78,31 +80,48 @@ class JobRunner:
                 started.append(JobSnapshot.of(job))
         if not started:
             return []
-        ids = [job.id for job in started]
+        # 2. The model; one diffusers call per group of equal prompt length (see _by_chunk_count)
         try:
-            # 2. The model and the source images
             engine = self.engines.engine_for(started[0].request.model)
-            requests = [replace(job.request, model=engine.model.name) for job in started]
-            init_images = self.init_images(requests)
+            groups = _by_chunk_count(engine, started)
+        except Exception as error:
+            self._fail_all([job.id for job in started], error, events)
+            return []
+        finished: list[Finished] = []
+        for group in groups:
+            finished.extend(self._generate(engine, group, events))
+        return finished
 
-            # 3. Generate, reporting progress and polling for cancellation
+    def _generate(self, engine: Engine, jobs: Sequence[JobSnapshot], events: WorkerEvents) -> list[Finished]:
+        ids = [job.id for job in jobs]
+
+        def on_step(progress: StepProgress) -> None:
+            for job_id in ids:
+                events.progress(job_id, progress.step, progress.total_steps, progress.elapsed_s)
+
+        try:
+            # 3. The source images of img2img and upscale jobs
+            requests = [replace(job.request, model=engine.model.name) for job in jobs]
+            init_images = self.init_images(requests)
+            # 4. Generate, reporting progress and polling for cancellation
             results = engine.generate(
-                requests,
-                init_images=init_images,
-                on_step=lambda p: [events.progress(i, p.step, p.total_steps, p.elapsed_s) for i in ids],
-                should_cancel=_CancelPoll(self, ids),
+                requests, init_images=init_images, on_step=on_step, should_cancel=_CancelPoll(self, ids)
             )
         except Cancelled:
             self._record_each(ids, cancelled=True, events=events)
             return []
-        except PipelineError as error:
-            self._record_each(ids, error=str(error), events=events)
-            return []
-        except Exception:
-            log.exception("jobs %s failed unexpectedly", ids)
-            self._record_each(ids, error=INTERNAL_ERROR, events=events)
+        except Exception as error:
+            self._fail_all(ids, error, events)
             return []
         return list(zip(ids, results, strict=True))
+
+    def _fail_all(self, job_ids: Sequence[int], error: Exception, events: WorkerEvents) -> None:
+        """Record ``error`` on every job: its own words for known errors, a pointer to the log otherwise."""
+        if isinstance(error, PipelineError):
+            self._record_each(job_ids, error=str(error), events=events)
+        else:
+            log.error("jobs %s failed unexpectedly", job_ids, exc_info=error)
+            self._record_each(job_ids, error=INTERNAL_ERROR, events=events)
 
     def save(self, finished: Sequence[Finished], *, events: WorkerEvents | None = None) -> None:
         """Write every image (PNG with A1111 parameters) to the store, then mark the jobs done."""
@@ -112,7 +131,9 @@ class JobRunner:
                 if self._cancel_requested(job_id):
                     self._record_each([job_id], cancelled=True, events=events)
                     continue
-                images = [self._store_image(result, image.index, image.seed, image.image) for image in result.images]
+                images = [
+                    self._store_image(result, image.index, image.seed, image.image) for image in result.images
+                ]
                 with self.jobs.database.session() as session:
                     finish_job(
                         session,
@@ -135,10 +156,15 @@ class JobRunner:
     # -- helpers ------------------------------------------------------------------------------
 
     def init_images(self, requests: Sequence[GenerationRequest]) -> dict[str, Image.Image]:
+        """The stored images that img2img and upscale requests start from, by sha256."""
         images: dict[str, Image.Image] = {}
         for request in requests:
             if request.init_image and request.init_image not in images:
-                data = self.jobs.store.read(self.jobs.store.relative_path(request.init_image, ".png"))
+                with self.jobs.database.session() as session:
+                    path = find_image_path(session, sha256=request.init_image)
+                if path is None:
+                    raise PipelineError(f"The source image {request.init_image[:12]}… no longer exists.")
+                data = self.jobs.store.read(path)
                 images[request.init_image] = Image.open(io.BytesIO(data)).convert("RGB")
         return images
 
@@ -175,7 +201,9 @@ class JobRunner:
                     mark_cancelled(session, job_id=job_id)
                 else:
                     fail_job(session, job_id=job_id, error=error or INTERNAL_ERROR)
-            log.info("job %d %s%s", job_id, "cancelled" if cancelled else "failed", f": {error}" if error else "")
+            log.info(
+                "job %d %s%s", job_id, "cancelled" if cancelled else "failed", f": {error}" if error else ""
+            )
             events.finished(job_id)
 
 
@@ -273,6 +301,20 @@ class Worker:
                 self._wake.wait(self.poll_interval)
                 self._wake.clear()
         log.info("worker stopped")
+
+
+def _by_chunk_count(engine: Engine, jobs: Sequence[JobSnapshot]) -> list[list[JobSnapshot]]:
+    """Split ``jobs`` by how many 75-token chunks their prompts need.
+
+    A batch pads every prompt to the longest one's chunk count, and the padding changes what the
+    UNet attends to; grouping keeps each image identical to a run of its request alone, so it
+    reproduces from its row.
+    """
+    groups: dict[int, list[JobSnapshot]] = {}
+    for job in jobs:
+        chunks = chunk_count(engine.pipe, job.request.prompt, job.request.negative_prompt)
+        groups.setdefault(chunks, []).append(job)
+    return list(groups.values())
 
 
 def _environment_json(result: GenerationResult) -> str:

@@ -189,6 +189,11 @@ def children_of(session: Session, *, job_id: int) -> list[Job]:
     return list(session.scalars(select(Job).where(Job.parent_id == job_id).order_by(Job.id)))
 
 
+def find_image_path(session: Session, *, sha256: str) -> str | None:
+    """The store path of an image with this content hash (the source of an img2img or upscale)."""
+    return session.scalars(select(Image.path).where(Image.sha256 == sha256).limit(1)).first()
+
+
 def delete_job(session: Session, *, job_id: int) -> list[str]:
     """Delete a job that is not running, with its images and delivery; its children stay, parentless.
 

@@ -437,3 +437,18 @@ def test_long_and_weighted_prompts_reach_the_model(engine: Engine) -> None:
 
     assert not np.array_equal(pixels(plain), pixels(weighted))
     assert long.size == (64, 64)
+
+
+def test_engine_runs_a_model_from_the_loader(tiny_model_dir: Path, tmp_path: Path) -> None:
+    from pipeline.models.catalog import spec_for_path
+    from pipeline.models.loading import load_model
+
+    spec = spec_for_path(tiny_model_dir)
+    assert spec is not None
+    loaded = load_model(spec, device=torch.device("cpu"), dtype=torch.float32, cache_dir=tmp_path)
+    engine = Engine(loaded, device=torch.device("cpu"), dtype=torch.float32)
+
+    [result] = engine.generate([request(steps=2)])
+
+    assert result.model_name == loaded.name and result.model_hash == loaded.hash
+    assert len(result.model_hash or "") == 10

@@ -95,8 +95,21 @@ _TOPICS: tuple[_Topic, ...] = (
     _Topic(
         "sampler noise settings",
         "cannot be changed in nanke: ancestral and SDE samplers may differ",
-        keys=frozenset({"ensd", "eta", "eta ddim", "sigma churn", "sigma tmin", "sigma tmax",
-                        "sigma noise", "s_churn", "s_tmin", "s_tmax", "s_noise"}),
+        keys=frozenset(
+            {
+                "ensd",
+                "eta",
+                "eta ddim",
+                "sigma churn",
+                "sigma tmin",
+                "sigma tmax",
+                "sigma noise",
+                "s_churn",
+                "s_tmin",
+                "s_tmax",
+                "s_noise",
+            }
+        ),
     ),
     _Topic("face restoration", "is not supported", keys=frozenset({"face restoration"})),
     _Topic(
@@ -280,8 +293,10 @@ def _topic_notes(settings: Mapping[str, str], *, hires: bool) -> list[str]:
     for key, value in settings.items():
         if key in _USED or key.casefold() in _INFORMATIONAL or (key == _STRENGTH and not hires):
             continue
-        topic = _HIRES if key == _STRENGTH else next(
-            (candidate for candidate in _TOPICS if candidate.covers(key)), None
+        topic = (
+            _HIRES
+            if key == _STRENGTH
+            else next((candidate for candidate in _TOPICS if candidate.covers(key)), None)
         )
         grouped.setdefault(topic, []).append(f"{key}: {_shown(value)}")
     notes = [

@@ -144,7 +144,7 @@ def parse_infotext(text: str) -> ParsedInfotext:
     negative_lines: list[str] = []
     for line in lines:
         if not negative_lines and line.startswith(NEGATIVE_PREFIX):
-            negative_lines.append(line[len(NEGATIVE_PREFIX):].strip())
+            negative_lines.append(line[len(NEGATIVE_PREFIX) :].strip())
         elif negative_lines:
             negative_lines.append(line)
         else:

@@ -14,6 +14,7 @@ the other is named by its path relative to the models folder (``sub/name.safeten
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import re
 import threading
@@ -62,12 +63,7 @@ def looks_like_hub_id(value: str) -> bool:
 
 
 def looks_like_path(value: str) -> bool:
-    return (
-        "/" in value
-        or "\\" in value
-        or value.startswith((".", "~"))
-        or _has_checkpoint_suffix(value)
-    )
+    return "/" in value or "\\" in value or value.startswith((".", "~")) or _has_checkpoint_suffix(value)
 
 
 class ModelCatalog:
@@ -91,14 +87,13 @@ class ModelCatalog:
     def names(self) -> list[str]:
         """The names to offer (for Discord autocomplete): the default first, then the models folder."""
         names: list[str] = []
-        try:
-            names.append(self.resolve(None).name)
-        except ModelNotFound:
-            pass
+        if self.default:
+            with contextlib.suppress(ModelNotFound):
+                names.append(self._find(self.default, setting="NANKE_MODEL", explain=False).name)
         with self._lock:
             scanned = sorted(self._scanned.values(), key=lambda spec: spec.name.casefold())
-        names += [spec.name for spec in scanned if spec.name.casefold() not in {n.casefold() for n in names}]
-        return names
+        taken = {name.casefold() for name in names}
+        return names + [spec.name for spec in scanned if spec.name.casefold() not in taken]
 
     def resolve(self, name: str | None) -> ModelSpec:
         """The model called ``name`` (``None``: the default), by name, path or Hub id.
@@ -114,7 +109,8 @@ class ModelCatalog:
 
     # -- internals ------------------------------------------------------------------------------
 
-    def _find(self, value: str, *, setting: str | None) -> ModelSpec:
+    def _find(self, value: str, *, setting: str | None, explain: bool = True) -> ModelSpec:
+        """The model ``value`` names; ``explain=False`` skips listing the others (names() uses it)."""
         spec = self._by_name(value)
         if spec is not None:
             return spec
@@ -134,7 +130,9 @@ class ModelCatalog:
                 f"no checkpoint found at {path.absolute()}: put a .safetensors file or a diffusers "
                 "folder there, or set NANKE_MODEL"
             )
-        raise ModelNotFound(self._not_found_message(value, setting))
+        raise ModelNotFound(
+            self._not_found_message(value, setting) if explain else f"model {value!r} not found"
+        )
 
     def _by_name(self, value: str) -> ModelSpec | None:
         keys = {value.casefold(), _strip_checkpoint_suffix(value).casefold()}

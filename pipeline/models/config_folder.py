@@ -5,8 +5,9 @@ content. A checkpoint's set is built in layers, each overriding the one before:
 
 1. the shipped config of its architecture (``pipeline/models/configs/<architecture>.json``);
 2. the configs that ``save_single_file`` embeds in a ``.safetensors`` header (``nanke.configs``);
-3. the ``*.json`` files of a ``<stem>.config/`` folder beside the checkpoint;
-4. the facts the tensor shapes give (``pipeline.models.shapes``): these always win, since a config
+3. what a ``<stem>.yaml`` beside the checkpoint states (``pipeline.models.ldm_yaml``);
+4. the ``*.json`` files of a ``<stem>.config/`` folder beside the checkpoint;
+5. the facts the tensor shapes give (``pipeline.models.shapes``): these always win, since a config
    that disagrees with the weights cannot load them.
 
 When the shapes change a model's widths, the values the weights cannot tell are re-chosen by the
@@ -35,6 +36,7 @@ from importlib import resources
 from pathlib import Path
 from typing import Any
 
+from pipeline.errors import ModelLoadError
 from pipeline.models import ldm
 from pipeline.models.architecture import Architecture, Shapes
 from pipeline.models.shapes import clip_dims, open_clip_dims, unet_dims, vae_dims
@@ -99,6 +101,9 @@ def derive_configs(shapes: Shapes, architecture: Architecture, base: ConfigSet |
     for path, (prefix, open_clip) in TEXT_ENCODERS[architecture].items():
         dims = open_clip_dims(shapes, prefix) if open_clip else clip_dims(shapes, prefix)
         _apply_text_encoder(configs[path], dims)
+    scheduler_class = configs[SCHEDULER].get("_class_name")
+    if scheduler_class:
+        configs["model_index.json"]["scheduler"] = ["diffusers", scheduler_class]
     if architecture == "sdxl":
         unet = configs[UNET]
         pooled = configs["text_encoder_2/config.json"]["projection_dim"]
@@ -127,12 +132,11 @@ def derive_config_folder(
     if tokenizers is None:
         clip = clip_tokenizer(cache_dir)
         if clip is None:
-            from pipeline.errors import ModelLoadError
-
             raise ModelLoadError(missing_tokenizer_message(None))
         tokenizers = dict.fromkeys(components, clip)
     files: dict[str, bytes] = {
-        path: (json.dumps(config, indent=2, sort_keys=True) + "\n").encode() for path, config in configs.items()
+        path: (json.dumps(config, indent=2, sort_keys=True) + "\n").encode()
+        for path, config in configs.items()
     }
     for component in components:
         for name in TOKENIZER_FILES:
@@ -157,7 +161,9 @@ def _apply_vae(config: dict[str, Any], dims: dict[str, Any]) -> None:
     old_widths = list(config.get("block_out_channels", ()))
     config.update(dims)
     if dims["block_out_channels"] != old_widths:
-        config["norm_num_groups"] = _groups(config.get("norm_num_groups") or DEFAULT_GROUPS, dims["block_out_channels"])
+        config["norm_num_groups"] = _groups(
+            config.get("norm_num_groups") or DEFAULT_GROUPS, dims["block_out_channels"]
+        )
 
 
 def _apply_text_encoder(config: dict[str, Any], dims: dict[str, Any]) -> None:

@@ -98,7 +98,11 @@ def unet_to_ldm(state: StateDict, config: Mapping[str, Any]) -> dict[str, torch.
         if m := re.fullmatch(r"down_blocks\.(\d+)\.(resnets|attentions)\.(\d+)\.(.+)", key):
             block, part, layer, rest = int(m[1]), m[2], int(m[3]), m[4]
             index = 1 + block * stride + layer
-            return f"input_blocks.{index}.0.{_resnet(rest)}" if part == "resnets" else f"input_blocks.{index}.1.{rest}"
+            return (
+                f"input_blocks.{index}.0.{_resnet(rest)}"
+                if part == "resnets"
+                else f"input_blocks.{index}.1.{rest}"
+            )
         if m := re.fullmatch(r"down_blocks\.(\d+)\.downsamplers\.0\.conv\.(.+)", key):
             return f"input_blocks.{(int(m[1]) + 1) * stride}.0.op.{m[2]}"
         if m := re.fullmatch(r"mid_block\.resnets\.(\d+)\.(.+)", key):
@@ -108,7 +112,11 @@ def unet_to_ldm(state: StateDict, config: Mapping[str, Any]) -> dict[str, torch.
         if m := re.fullmatch(r"up_blocks\.(\d+)\.(resnets|attentions)\.(\d+)\.(.+)", key):
             block, part, layer, rest = int(m[1]), m[2], int(m[3]), m[4]
             index = block * stride + layer
-            return f"output_blocks.{index}.0.{_resnet(rest)}" if part == "resnets" else f"output_blocks.{index}.1.{rest}"
+            return (
+                f"output_blocks.{index}.0.{_resnet(rest)}"
+                if part == "resnets"
+                else f"output_blocks.{index}.1.{rest}"
+            )
         if m := re.fullmatch(r"up_blocks\.(\d+)\.upsamplers\.0\.conv\.(.+)", key):
             block = int(m[1])
             slot = 2 if block in up_attention else 1

@@ -17,31 +17,14 @@ order, nanke takes the prediction type from:
 from __future__ import annotations
 
 import logging
-from pathlib import Path
 from typing import Any
-
-from pipeline.errors import ModelLoadError
 
 log = logging.getLogger(__name__)
 
 EPSILON = "epsilon"
 V_PREDICTION = "v_prediction"
-_PARAMETERIZATIONS = {"v": V_PREDICTION, "eps": EPSILON}
 PROBE_TIMESTEP = 999
 PROBE_THRESHOLD = -1.0
-
-
-def yaml_prediction_type(path: Path) -> str | None:
-    """The prediction type an LDM ``.yaml`` config states (``model.params.parameterization``)."""
-    import yaml
-
-    try:
-        config = yaml.safe_load(path.read_text(encoding="utf-8"))
-    except (OSError, yaml.YAMLError) as exc:
-        raise ModelLoadError(f"cannot read {path}: {exc}") from exc
-    params = (config or {}).get("model", {}).get("params", {}) if isinstance(config, dict) else {}
-    value = params.get("parameterization") if isinstance(params, dict) else None
-    return _PARAMETERIZATIONS.get(str(value)) if value is not None else None
 
 
 def probe_v_prediction(unet: Any) -> bool:
@@ -62,4 +45,6 @@ def probe_v_prediction(unet: Any) -> bool:
 def set_prediction_type(pipe: Any, prediction_type: str) -> None:
     """Give ``pipe`` a scheduler of the same kind with ``prediction_type``."""
     if pipe.scheduler.config.get("prediction_type") != prediction_type:
-        pipe.scheduler = type(pipe.scheduler).from_config(pipe.scheduler.config, prediction_type=prediction_type)
+        pipe.scheduler = type(pipe.scheduler).from_config(
+            pipe.scheduler.config, prediction_type=prediction_type
+        )

@@ -31,7 +31,9 @@ def unet_dims(shapes: Shapes) -> dict[str, Any]:
     per_block = downsamplers[0] - 1 if downsamplers else len(inputs) - 1
     stride = per_block + 1
     if per_block < 1 or len(inputs) % stride:
-        raise ModelLoadError(f"unexpected UNet layout: {len(inputs)} input blocks, downsamplers at {downsamplers}")
+        raise ModelLoadError(
+            f"unexpected UNet layout: {len(inputs)} input blocks, downsamplers at {downsamplers}"
+        )
     blocks = len(inputs) // stride
     channels: list[int] = []
     down_types: list[str] = []
@@ -43,7 +45,9 @@ def unet_dims(shapes: Shapes) -> dict[str, Any]:
         down_types.append("CrossAttnDownBlock2D" if depth else "DownBlock2D")
         depths.append(depth or 1)
     up_types = [
-        "CrossAttnUpBlock2D" if indices(shapes, f"{u}output_blocks.{block * stride}.1.transformer_blocks.") else "UpBlock2D"
+        "CrossAttnUpBlock2D"
+        if indices(shapes, f"{u}output_blocks.{block * stride}.1.transformer_blocks.")
+        else "UpBlock2D"
         for block in range(blocks)
     ]
     dims: dict[str, Any] = {
@@ -58,7 +62,10 @@ def unet_dims(shapes: Shapes) -> dict[str, Any]:
     width = context_width(shapes)
     if width is not None:
         dims["cross_attention_dim"] = width
-    proj_in = next((shape for key, shape in shapes.items() if key.startswith(u) and key.endswith(".proj_in.weight")), None)
+    proj_in = next(
+        (shape for key, shape in shapes.items() if key.startswith(u) and key.endswith(".proj_in.weight")),
+        None,
+    )
     if proj_in is not None:
         dims["use_linear_projection"] = len(proj_in) == 2
     label = shapes.get(f"{u}label_emb.0.0.weight")
@@ -73,12 +80,16 @@ def vae_dims(shapes: Shapes) -> dict[str, Any]:
     v = ldm.VAE
     levels = indices(shapes, f"{v}encoder.down.")
     if not levels:
-        raise ModelLoadError(f"the checkpoint has no VAE ({v}encoder.*): a VAE-less checkpoint cannot be loaded")
+        raise ModelLoadError(
+            f"the checkpoint has no VAE ({v}encoder.*): a VAE-less checkpoint cannot be loaded"
+        )
     dims: dict[str, Any] = {
         "in_channels": _shape(shapes, f"{v}encoder.conv_in.weight")[1],
         "out_channels": _shape(shapes, f"{v}decoder.conv_out.weight")[0],
         "latent_channels": _shape(shapes, f"{v}decoder.conv_in.weight")[1],
-        "block_out_channels": [_shape(shapes, f"{v}encoder.down.{i}.block.0.conv1.weight")[0] for i in levels],
+        "block_out_channels": [
+            _shape(shapes, f"{v}encoder.down.{i}.block.0.conv1.weight")[0] for i in levels
+        ],
         "layers_per_block": len(indices(shapes, f"{v}encoder.down.0.block.")),
         "down_block_types": ["DownEncoderBlock2D"] * len(levels),
         "up_block_types": ["UpDecoderBlock2D"] * len(levels),

@@ -7,10 +7,13 @@ given a local diffusers config folder; nanke builds that folder from the checkpo
 Per-checkpoint overrides, beside ``name.safetensors``:
 
 - ``name.config/``: diffusers-layout config files (``unet/config.json``,
-  ``scheduler/scheduler_config.json``, ``tokenizer/``, ...) that replace the shipped ones, key by
-  key; missing files keep the shipped values;
-- ``name.yaml``: the model's original LDM config (A1111's convention). diffusers builds the UNet
-  and VAE configs from it, and its ``parameterization`` sets the prediction type.
+  ``scheduler/scheduler_config.json``, ``tokenizer/``, ...) that replace the shipped values, key
+  by key; missing files and keys keep the shipped values;
+- ``name.yaml``: the model's original LDM config (A1111's convention), read by
+  ``pipeline.models.ldm_yaml`` for the prediction type, the VAE scale and the attention heads.
+
+The config layers are, later ones winning: shipped, embedded by ``save_single_file``, the yaml,
+the ``.config`` folder, then the tensor shapes (see ``pipeline.models.config_folder``).
 
 The prediction type is decided as ``pipeline.models.prediction`` describes; the tokenizer as
 ``pipeline.models.tokenizer`` describes.
@@ -35,13 +38,8 @@ from pipeline.models.config_folder import (
     read_config_folder,
     shipped_configs,
 )
-from pipeline.models.prediction import (
-    EPSILON,
-    V_PREDICTION,
-    probe_v_prediction,
-    set_prediction_type,
-    yaml_prediction_type,
-)
+from pipeline.models.ldm_yaml import yaml_configs
+from pipeline.models.prediction import EPSILON, V_PREDICTION, probe_v_prediction, set_prediction_type
 from pipeline.models.tokenizer import find_tokenizers
 
 log = logging.getLogger(__name__)
@@ -79,36 +77,33 @@ def load_single_file(path: Path, *, dtype: Any, cache_dir: Path) -> tuple[Any, A
     architecture = detect_architecture(shapes, source=str(path))
     override_folder = config_folder_of(path)
     yaml_file = yaml_of(path)
-    embedded = embedded_configs(metadata)
-    overrides = read_config_folder(override_folder) if override_folder else {}
-    configs = overlay(shipped_configs(architecture), embedded, overrides)
-    prediction = (
-        _prediction_in(overrides)
-        or (yaml_prediction_type(yaml_file) if yaml_file else None)
-        or _prediction_in(embedded)
-        or (V_PREDICTION if ldm.V_PREDICTION_MARKER in shapes else None)
-    )
-    if prediction is not None:
-        configs[SCHEDULER]["prediction_type"] = prediction
+    layers = [
+        embedded_configs(metadata),
+        yaml_configs(yaml_file) if yaml_file else {},
+        read_config_folder(override_folder) if override_folder else {},
+    ]
+    configs = overlay(shipped_configs(architecture), *layers)
+    prediction = next((p for layer in reversed(layers) if (p := _prediction_in(layer))), None)
+    if prediction is None and ldm.V_PREDICTION_MARKER in shapes:
+        prediction = configs[SCHEDULER]["prediction_type"] = V_PREDICTION
     components = ["tokenizer", "tokenizer_2"] if architecture == "sdxl" else ["tokenizer"]
     tokenizers = find_tokenizers(components, checkpoint=path, override=override_folder, cache_dir=cache_dir)
-    folder = derive_config_folder(shapes, architecture, cache_dir=cache_dir, base=configs, tokenizers=tokenizers)
+    folder = derive_config_folder(
+        shapes, architecture, cache_dir=cache_dir, base=configs, tokenizers=tokenizers
+    )
     log.info("loading %s (%s) with the configs in %s", path, architecture, folder)
-    pipe = _from_single_file(path, architecture, folder=folder, yaml_file=yaml_file, dtype=dtype)
+    pipe = _from_single_file(path, architecture, folder=folder, dtype=dtype)
     if architecture == "sd2" and prediction is None:
         set_prediction_type(pipe, V_PREDICTION if probe_v_prediction(pipe.unet) else EPSILON)
     return pipe, architecture
 
 
-def _from_single_file(path: Path, architecture: Architecture, *, folder: Path, yaml_file: Path | None, dtype: Any) -> Any:
+def _from_single_file(path: Path, architecture: Architecture, *, folder: Path, dtype: Any) -> Any:
     from diffusers import StableDiffusionPipeline, StableDiffusionXLPipeline
 
     cls = StableDiffusionXLPipeline if architecture == "sdxl" else StableDiffusionPipeline
-    kwargs: dict[str, Any] = {"config": str(folder), "local_files_only": True, "torch_dtype": dtype}
-    if yaml_file is not None:
-        kwargs["original_config"] = str(yaml_file)
     try:
-        pipe = cls.from_single_file(str(path), **kwargs)
+        pipe = cls.from_single_file(str(path), config=str(folder), local_files_only=True, dtype=dtype)
     except ModelError:
         raise
     except Exception as exc:

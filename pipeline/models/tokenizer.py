@@ -72,7 +72,7 @@ def missing_tokenizer_message(checkpoint: Path | None) -> str:
 
 
 def clip_tokenizer(cache_dir: Path) -> Path | None:
-    """``<cache>/clip-tokenizer`` with CLIP's vocab and merges, built on first use; ``None`` if no BPE file."""
+    """``<cache>/clip-tokenizer`` with CLIP's vocab and merges (built once); ``None`` without the BPE file."""
     folder = cache_dir / "clip-tokenizer"
     if is_tokenizer_folder(folder):
         return folder
