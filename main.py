@@ -13,6 +13,7 @@ python main.py db upgrade                upgrade the database schema
 from __future__ import annotations
 
 import argparse
+import contextlib
 import getpass
 import logging
 import shutil
@@ -123,22 +124,32 @@ def _model_if_known(settings: Settings, request: GenerationRequest) -> Generatio
 
 
 def _generate(args: argparse.Namespace, settings: Settings, request: GenerationRequest, *, kind: str) -> int:
+    from pipeline.errors import PipelineError
     from pipeline.jobs import Requester
     from pipeline.worker import WorkerEvents
 
     terminal = Terminal()
     services = _services(settings)
     job = services.jobs.submit(request, requester=Requester(name=_local_user()), kind=kind)
-    terminal.status(f"job {job.id}: loading model…")
-    services.engines.engine_for(job.request.model)
 
     class Progress(WorkerEvents):
         def progress(self, job_id: int, step: int, total: int, elapsed_s: float) -> None:
             terminal.status(f"job {job_id}: step {step}/{total} · {elapsed_s:.1f} s")
 
-    started = time.monotonic()
-    services.runner.run_and_save([job.id], events=Progress())
-    terminal.done()
+    try:
+        terminal.status(f"job {job.id}: loading model…")
+        # Loaded here so the time below is the generation's; on failure the runner records the error
+        with contextlib.suppress(PipelineError):
+            services.engines.engine_for(job.request.model)
+        started = time.monotonic()
+        services.runner.run_and_save([job.id], events=Progress())
+    except KeyboardInterrupt:
+        # Not left to run again when the bot starts: a queued job is cancelled, a running one flagged
+        with contextlib.suppress(Exception):
+            services.jobs.cancel(job.id)
+        raise
+    finally:
+        terminal.done()
     job = services.jobs.get(job.id)
     if job.status != "done":
         return _fail(f"job {job.id} {job.status}: {job.error or 'no images'}")
@@ -249,6 +260,7 @@ def cmd_models(args: argparse.Namespace, settings: Settings) -> int:
 def cmd_make_test_model(args: argparse.Namespace, settings: Settings | None) -> int:
     from pipeline.testmodel import make_test_model
 
+    quiet_libraries(sys.stderr.isatty())
     folder = make_test_model(Path(args.dir), seed=args.seed)
     print(f"wrote a tiny random-weight Stable Diffusion model to {folder}")
     print("its images are coloured noise (the weights are random); it is meant for tests and demos")

@@ -12,8 +12,8 @@ import logging
 import discord
 from discord import app_commands
 
-from pipeline.errors import InvalidRequest, PipelineError
-from storage.errors import StorageError
+from pipeline.errors import PipelineError
+from storage.errors import InvalidTransition, JobNotFound
 
 log = logging.getLogger(__name__)
 
@@ -34,14 +34,12 @@ def user_message(error: BaseException) -> str | None:
     """The short text to show a member for a known error, or ``None`` for an unexpected one."""
     if isinstance(error, app_commands.CommandInvokeError | discord.app_commands.TransformerError):
         error = error.__cause__ or error
-    if isinstance(error, InvalidRequest):
+    if isinstance(error, BotError | PipelineError | JobNotFound):
         return f"⚠️ {error}"
-    if isinstance(error, BotError | PipelineError):
-        return f"⚠️ {error}"
+    if isinstance(error, InvalidTransition):
+        return "⚠️ That job is busy right now; try again when it has finished."
     if isinstance(error, app_commands.CheckFailure):
         return "⛔ You can't use this command here."
-    if isinstance(error, StorageError) and error.__class__.__name__ == "JobNotFound":
-        return f"⚠️ {error}"
     return None
 
 

@@ -9,7 +9,7 @@ from typing import TYPE_CHECKING
 import discord
 
 from bot.delivery import TOKEN_LIFETIME, Deliverer
-from bot.errors import JobGone, NotAllowed, report_error
+from bot.errors import JobGone, report_error
 from pipeline.jobs import Destination, JobService, JobSnapshot, Requester
 from pipeline.request import GenerationRequest
 from storage.errors import JobNotFound
@@ -125,5 +125,3 @@ def _destination(interaction: discord.Interaction) -> Destination:
         token_expires_at=interaction.created_at + TOKEN_LIFETIME,
     )
 
-
-__all__ = ["JobFlow", "NotAllowed"]

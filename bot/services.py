@@ -20,6 +20,13 @@ from storage import Database, ImageStore
 log = logging.getLogger(__name__)
 
 
+def engine_options(settings: Settings) -> EngineOptions:
+    """Memory options: the defaults suit a GPU with room to spare; NANKE_LOW_VRAM saves memory."""
+    if not settings.low_vram:
+        return EngineOptions()
+    return EngineOptions(attention_slicing=True, vae_slicing=True, vae_tiling=True, cpu_offload=True)
+
+
 @dataclass
 class Services:
     """The database, image store, model catalog, engines, job service and GPU worker."""
@@ -57,7 +64,7 @@ class Services:
             device=settings.device,
             dtype=settings.dtype,
             cache_dir=settings.cache_dir,
-            options=EngineOptions(),
+            options=engine_options(settings),
         )
         runner = JobRunner(jobs=jobs, engines=engines)
         worker = Worker(runner, scheduler)

@@ -57,8 +57,8 @@ class Settings:
     """NANKE_MAX_BATCH: the most images one GPU batch may hold."""
     max_queued_per_user: int = 3
     """NANKE_MAX_QUEUED_PER_USER: how many unfinished jobs one member may have."""
-    upscaler_model: str | None = None
-    """NANKE_UPSCALER: an optional dedicated upscaler model (diffusers folder or Hub id)."""
+    low_vram: bool = False
+    """NANKE_LOW_VRAM: trade speed for memory (attention and VAE slicing, tiled VAE, model CPU offload)."""
     discord_token: str | None = field(default=None, repr=False)
     """DISCORD_TOKEN: the bot token (needed by ``run`` only)."""
     discord_api_base: str = DEFAULT_API_BASE
@@ -117,7 +117,7 @@ def load_settings(
         max_pixels=reader.integer("NANKE_MAX_PIXELS", 1024 * 1024, low=64 * 64, high=2048 * 2048),
         max_batch=reader.integer("NANKE_MAX_BATCH", 4, low=1, high=64),
         max_queued_per_user=reader.integer("NANKE_MAX_QUEUED_PER_USER", 3, low=1, high=1000),
-        upscaler_model=reader.text("NANKE_UPSCALER", "") or None,
+        low_vram=reader.flag("NANKE_LOW_VRAM"),
         discord_token=reader.text("DISCORD_TOKEN", "") or None,
         discord_api_base=reader.url("DISCORD_API_BASE", DEFAULT_API_BASE, ("http://", "https://")),
         discord_gateway_url=reader.url("DISCORD_GATEWAY_URL", DEFAULT_GATEWAY_URL, ("ws://", "wss://")),
@@ -169,6 +169,13 @@ class _Reader:
             self.problem(name, raw, f"is out of range ({low} to {high})")
             return default
         return value
+
+    def flag(self, name: str) -> bool:
+        value = self.text(name, "0").lower()
+        if value not in ("0", "1", "true", "false", "yes", "no", "on", "off"):
+            self.problem(name, value, "is not a yes/no value (1, 0, true, false, yes, no, on, off)")
+            return False
+        return value in ("1", "true", "yes", "on")
 
     def url(self, name: str, default: str, schemes: tuple[str, ...]) -> str:
         value = self.text(name, default)

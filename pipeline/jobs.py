@@ -9,12 +9,12 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import datetime
 
 from pipeline import derive
 from pipeline.errors import PipelineError
-from pipeline.request import GenerationRequest
+from pipeline.request import MAX_STEPS, GenerationRequest
 from pipeline.scheduler import FairScheduler, QueuedJob
 from storage import (
     Database,
@@ -215,11 +215,17 @@ class JobService:
         """Queue a reroll, upscale or variation of ``parent_id`` (image ``index``) for ``requester``."""
         parent = self.get(parent_id)
         if action == "reroll":
+            # The parent's size was accepted once (an upscale may exceed max_pixels): accept it again
             request = derive.reroll(parent.request)
             return self.submit(
-                request, requester=requester, kind="reroll", destination=destination, parent_id=parent_id
+                request,
+                requester=requester,
+                kind="reroll",
+                destination=destination,
+                parent_id=parent_id,
+                max_pixels=max(self.max_pixels, request.width * request.height),
             )
-        if parent.status != "done" or index >= len(parent.images):
+        if parent.status != "done" or not 0 <= index < len(parent.images):
             raise PipelineError(f"Job {parent_id} has no image {index + 1} to work from.")
         image = parent.images[index]
         if action == "upscale":
@@ -243,7 +249,7 @@ class JobService:
         else:
             raise ValueError(f"action: {action!r} (allowed: reroll, upscale, variation)")
         return self.submit(
-            request,
+            _with_denoising_step(request),
             requester=requester,
             kind=action,
             destination=destination,
@@ -301,6 +307,19 @@ class JobService:
             self.store.delete(path)
         log.info("job %d deleted with %d files", job_id, len(orphaned))
         return snapshot
+
+
+def _with_denoising_step(request: GenerationRequest) -> GenerationRequest:
+    """``request`` with enough steps that img2img runs at least one (``int(steps * strength)``).
+
+    A child of a few-step image (``--steps 2``) at strength 0.35 would otherwise denoise nothing
+    and fail when it runs; the stored request holds the raised count, so it still reproduces.
+    """
+    strength = request.strength or 1.0
+    steps = request.steps
+    while int(steps * strength) < 1 and steps < MAX_STEPS:
+        steps += 1
+    return request if steps == request.steps else replace(request, steps=steps)
 
 
 def _finished_word(status: str) -> str:

@@ -51,7 +51,9 @@ class EnginePool:
                 self._engines.move_to_end(spec.name)
                 return engine
             while len(self._engines) >= self.keep:
-                name, _ = self._engines.popitem(last=False)
+                # Drop the only reference before freeing, or the memory stays taken
+                name = next(iter(self._engines))
+                del self._engines[name]
                 log.info("unloading model %s to make room", name)
                 _free(self.device)
             log.info("loading model %s from %s", spec.name, spec.source)

@@ -26,6 +26,7 @@ from pipeline.prompt.embeddings import chunk_count
 from pipeline.request import GenerationRequest
 from pipeline.scheduler import FairScheduler
 from storage import (
+    InvalidTransition,
     NewImage,
     fail_job,
     find_image_path,
@@ -69,15 +70,12 @@ class JobRunner:
         Jobs that fail or are cancelled are recorded here; save the rest with :meth:`save`.
         """
         events = events or WorkerEvents()
-        # 1. Start the jobs (a job cancelled meanwhile is skipped)
+        # 1. Start the jobs (a job cancelled, deleted or taken by another worker meanwhile is skipped)
         started: list[JobSnapshot] = []
         for job_id in job_ids:
-            with self.jobs.database.session() as session:
-                job = start_job(session, job_id=job_id)
-                if job is None:
-                    continue
-                session.flush()
-                started.append(JobSnapshot.of(job))
+            job = self._start(job_id)
+            if job is not None:
+                started.append(job)
         if not started:
             return []
         # 2. The model; one diffusers call per group of equal prompt length (see _by_chunk_count)
@@ -92,7 +90,23 @@ class JobRunner:
             finished.extend(self._generate(engine, group, events))
         return finished
 
+    def _start(self, job_id: int) -> JobSnapshot | None:
+        with self.jobs.database.session() as session:
+            try:
+                job = start_job(session, job_id=job_id)
+            except InvalidTransition as error:
+                log.info("job %d not started: %s", job_id, error)
+                return None
+            if job is None:
+                return None
+            session.flush()
+            return JobSnapshot.of(job)
+
     def _generate(self, engine: Engine, jobs: Sequence[JobSnapshot], events: WorkerEvents) -> list[Finished]:
+        # 3. The source images of img2img and upscale jobs; a job whose source is gone fails alone
+        jobs, init_images = self._with_sources(jobs, events)
+        if not jobs:
+            return []
         ids = [job.id for job in jobs]
 
         def on_step(progress: StepProgress) -> None:
@@ -100,10 +114,8 @@ class JobRunner:
                 events.progress(job_id, progress.step, progress.total_steps, progress.elapsed_s)
 
         try:
-            # 3. The source images of img2img and upscale jobs
-            requests = [replace(job.request, model=engine.model.name) for job in jobs]
-            init_images = self.init_images(requests)
             # 4. Generate, reporting progress and polling for cancellation
+            requests = [replace(job.request, model=engine.model.name) for job in jobs]
             results = engine.generate(
                 requests, init_images=init_images, on_step=on_step, should_cancel=_CancelPoll(self, ids)
             )
@@ -114,6 +126,23 @@ class JobRunner:
             self._fail_all(ids, error, events)
             return []
         return list(zip(ids, results, strict=True))
+
+    def _with_sources(
+        self, jobs: Sequence[JobSnapshot], events: WorkerEvents
+    ) -> tuple[list[JobSnapshot], dict[str, Image.Image]]:
+        """The jobs whose source image (if any) could be read, and those images by sha256."""
+        ready: list[JobSnapshot] = []
+        images: dict[str, Image.Image] = {}
+        for job in jobs:
+            source = job.request.init_image
+            if source is not None and source not in images:
+                try:
+                    images.update(self.init_images([job.request]))
+                except Exception as error:
+                    self._fail_all([job.id], error, events)
+                    continue
+            ready.append(job)
+        return ready, images
 
     def _fail_all(self, job_ids: Sequence[int], error: Exception, events: WorkerEvents) -> None:
         """Record ``error`` on every job: its own words for known errors, a pointer to the log otherwise."""
@@ -164,8 +193,14 @@ class JobRunner:
                     path = find_image_path(session, sha256=request.init_image)
                 if path is None:
                     raise PipelineError(f"The source image {request.init_image[:12]}… no longer exists.")
-                data = self.jobs.store.read(path)
-                images[request.init_image] = Image.open(io.BytesIO(data)).convert("RGB")
+                try:
+                    data = self.jobs.store.read(path)
+                    images[request.init_image] = Image.open(io.BytesIO(data)).convert("RGB")
+                except OSError as error:
+                    log.warning("source image %s unreadable: %s", path, error)
+                    raise PipelineError(
+                        f"The source image {request.init_image[:12]}… could not be read."
+                    ) from error
         return images
 
     def _store_image(self, result: GenerationResult, index: int, seed: int, image: Image.Image) -> NewImage:
@@ -246,7 +281,8 @@ class Worker:
         self._wake = threading.Event()
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
-        self._saver = ThreadPoolExecutor(max_workers=1, thread_name_prefix="nanke-saver")
+        self._saver: ThreadPoolExecutor | None = None
+        self._saver_lock = threading.Lock()
 
     def recover(self) -> list[int]:
         """Put jobs left ``running`` by a crash back in the queue (call before :meth:`start`)."""
@@ -274,7 +310,10 @@ class Worker:
         if self._thread is not None:
             self._thread.join(timeout)
             self._thread = None
-        self._saver.shutdown(wait=True)
+        with self._saver_lock:
+            saver, self._saver = self._saver, None
+        if saver is not None:
+            saver.shutdown(wait=True)
 
     def run_once(self) -> bool:
         """Run the next batch if there is one; ``True`` when something ran."""
@@ -286,20 +325,28 @@ class Worker:
         job_ids = [job.job_id for job in batch]
         finished = self.runner.run(job_ids, events=self.events)
         if finished:
-            self._saver.submit(self.runner.save, finished, events=self.events)
+            self._save_later(finished)
         return True
+
+    def _save_later(self, finished: list[Finished]) -> None:
+        """Hand ``finished`` to the saver thread (started on first use, and again after :meth:`stop`)."""
+        with self._saver_lock:
+            if self._saver is None:
+                self._saver = ThreadPoolExecutor(max_workers=1, thread_name_prefix="nanke-saver")
+            self._saver.submit(self.runner.save, finished, events=self.events)
 
     def _loop(self) -> None:
         log.info("worker started")
         while not self._stop.is_set():
+            # Cleared before looking at the queue, so a job queued meanwhile is not missed
+            self._wake.clear()
             try:
                 ran = self.run_once()
             except Exception:
                 log.exception("worker loop error; retrying in %g s", self.poll_interval)
                 ran = False
-            if not ran:
+            if not ran and not self._stop.is_set():
                 self._wake.wait(self.poll_interval)
-                self._wake.clear()
         log.info("worker stopped")
 
 

@@ -136,7 +136,9 @@ def test_existing_path_that_is_no_model_is_refused(tmp_path: Path) -> None:
         ModelCatalog(default=str(text)).resolve(None)
 
 
-def test_hub_id_is_only_tried_when_no_local_path_matches(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+def test_hub_id_is_only_tried_when_no_local_path_matches(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
     catalog = ModelCatalog(default="stable-diffusion-v1-5/stable-diffusion-v1-5")
     assert catalog.resolve(None) == ModelSpec(
         "stable-diffusion-v1-5/stable-diffusion-v1-5", "stable-diffusion-v1-5/stable-diffusion-v1-5", "hub"
@@ -171,9 +173,12 @@ def test_model_hash_is_sha256_prefix_and_is_cached(tmp_path: Path, monkeypatch: 
     expected = hashlib.sha256(content).hexdigest()[:10]
 
     assert model_hash(checkpoint, tmp_path / "cache") == expected
-    assert json.loads((tmp_path / "cache" / "model-hashes.json").read_text())[str(checkpoint.resolve())][
-        "sha256"
-    ] == hashlib.sha256(content).hexdigest()
+    assert (
+        json.loads((tmp_path / "cache" / "model-hashes.json").read_text())[str(checkpoint.resolve())][
+            "sha256"
+        ]
+        == hashlib.sha256(content).hexdigest()
+    )
 
     def no_hashing(path: Path) -> str:
         raise AssertionError("the cached hash should have been used")
@@ -240,7 +245,9 @@ def test_detect_architecture(shapes: dict[str, tuple[int, ...]], expected: str) 
         ({"model.diffusion_model.out.2.weight": (4, 320, 3, 3)}, "cannot be told"),
     ],
 )
-def test_detect_architecture_refuses_what_nanke_cannot_run(shapes: dict[str, tuple[int, ...]], message: str) -> None:
+def test_detect_architecture_refuses_what_nanke_cannot_run(
+    shapes: dict[str, tuple[int, ...]], message: str
+) -> None:
     with pytest.raises(ModelLoadError, match=message):
         detect_architecture(shapes)
 
@@ -273,7 +280,9 @@ def test_load_refuses_other_pipelines(tmp_path: Path) -> None:
     (folder / "model_index.json").write_text(json.dumps({"_class_name": "FluxPipeline"}))
 
     with pytest.raises(ModelLoadError, match="holds a FluxPipeline"):
-        load_model(ModelSpec("flux", str(folder), "diffusers"), device=CPU, dtype=torch.float32, cache_dir=tmp_path)
+        load_model(
+            ModelSpec("flux", str(folder), "diffusers"), device=CPU, dtype=torch.float32, cache_dir=tmp_path
+        )
 
 
 def test_load_missing_path_is_model_not_found(tmp_path: Path) -> None:
@@ -281,3 +290,14 @@ def test_load_missing_path_is_model_not_found(tmp_path: Path) -> None:
 
     with pytest.raises(ModelNotFound, match="no checkpoint found at"):
         load_model(spec, device=CPU, dtype=torch.float32, cache_dir=tmp_path)
+
+
+def test_resolve_can_be_limited_to_catalog_names(models_dir: Path, tmp_path: Path) -> None:
+    catalog = ModelCatalog(default=str(models_dir / "gamma"), models_dir=models_dir)
+    outside = _checkpoint(tmp_path / "outside.safetensors")
+
+    assert catalog.resolve("GAMMA", allow_paths=False).kind == "diffusers"
+    assert catalog.resolve("delta", allow_paths=False).name == "delta"
+    for value in (str(outside), "owner/some-model"):
+        with pytest.raises(ModelNotFound, match="available: gamma, alpha"):
+            catalog.resolve(value, allow_paths=False)

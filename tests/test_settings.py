@@ -33,7 +33,7 @@ def test_every_variable_is_read(tmp_path: Path) -> None:
             "NANKE_MAX_PIXELS": "262_144",
             "NANKE_MAX_BATCH": "8",
             "NANKE_MAX_QUEUED_PER_USER": "5",
-            "NANKE_UPSCALER": "stabilityai/sd-x2-latent-upscaler",
+            "NANKE_LOW_VRAM": "yes",
             "DISCORD_TOKEN": "abc",
             "DISCORD_API_BASE": "http://127.0.0.1:9999/api/v10",
             "DISCORD_GATEWAY_URL": "ws://127.0.0.1:9999/gateway",
@@ -45,6 +45,7 @@ def test_every_variable_is_read(tmp_path: Path) -> None:
     assert settings.models_dir == models
     assert (settings.device, settings.dtype) == ("cuda:1", "bf16")
     assert (settings.max_pixels, settings.max_batch, settings.max_queued_per_user) == (262_144, 8, 5)
+    assert settings.low_vram is True
     assert settings.require_discord_token() == "abc"
     assert settings.guild_ids == (1, 2)
     assert settings.log_level == "DEBUG"

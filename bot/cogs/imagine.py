@@ -84,7 +84,9 @@ class Imagine(commands.Cog):
             }
             request = replace(request, **{k: v for k, v in options.items() if v is not None})
             if request.model is not None:
-                request = replace(request, model=self.bot.services.catalog.resolve(request.model).name)
+                request = replace(
+                    request, model=self.bot.services.catalog.resolve(request.model, allow_paths=False).name
+                )
             request = request.validate(max_pixels=self.bot.settings.max_pixels)
         except PipelineError as error:
             await report_error(interaction, error)

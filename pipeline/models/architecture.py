@@ -43,16 +43,27 @@ def read_checkpoint(path: Path) -> tuple[dict[str, tuple[int, ...]], dict[str, s
             with safe_open(str(path), framework="pt") as handle:
                 shapes = {key: tuple(handle.get_slice(key).get_shape()) for key in handle.keys()}  # noqa: SIM118
                 return shapes, dict(handle.metadata() or {})
-        import torch
-
-        state: Any = torch.load(path, map_location="cpu", weights_only=True, mmap=True)
+        state = _load_pickle(path)
     except Exception as exc:  # a truncated download, a pickle with foreign classes, ...
-        raise ModelLoadError(f"cannot read the checkpoint {path}: {exc}") from exc
+        raise ModelLoadError(
+            f"cannot read the checkpoint {path}: {exc} (a .safetensors copy of it avoids pickle issues)"
+        ) from exc
     while isinstance(state, dict) and isinstance(state.get("state_dict"), dict):
         state = state["state_dict"]
     if not isinstance(state, dict):
         raise ModelLoadError(f"{path} holds no state dict (a {type(state).__name__})")
     return {key: tuple(value.shape) for key, value in state.items() if hasattr(value, "shape")}, {}
+
+
+def _load_pickle(path: Path) -> Any:
+    """A ``.ckpt``'s tensors only (``weights_only``), memory-mapped unless it predates torch's zip format."""
+    import torch
+
+    try:
+        return torch.load(path, map_location="cpu", weights_only=True, mmap=True)
+    except RuntimeError as exc:
+        log.debug("no memory map for %s (%s); reading it whole", path, exc)
+        return torch.load(path, map_location="cpu", weights_only=True)
 
 
 def detect_architecture(shapes: Shapes, *, source: str = "the checkpoint") -> Architecture:

@@ -14,7 +14,6 @@ the other is named by its path relative to the models folder (``sub/name.safeten
 
 from __future__ import annotations
 
-import contextlib
 import logging
 import re
 import threading
@@ -86,28 +85,45 @@ class ModelCatalog:
 
     def names(self) -> list[str]:
         """The names to offer (for Discord autocomplete): the default first, then the models folder."""
-        names: list[str] = []
-        if self.default:
-            with contextlib.suppress(ModelNotFound):
-                names.append(self._find(self.default, setting="NANKE_MODEL", explain=False).name)
+        default = self._default_spec()
+        names = [default.name] if default is not None else []
         with self._lock:
             scanned = sorted(self._scanned.values(), key=lambda spec: spec.name.casefold())
         taken = {name.casefold() for name in names}
         return names + [spec.name for spec in scanned if spec.name.casefold() not in taken]
 
-    def resolve(self, name: str | None) -> ModelSpec:
+    def resolve(self, name: str | None, *, allow_paths: bool = True) -> ModelSpec:
         """The model called ``name`` (``None``: the default), by name, path or Hub id.
 
         Names are matched without regard to case, with or without a ``.safetensors``/``.ckpt``
-        suffix. Raises :class:`ModelNotFound` saying what was looked for and where.
+        suffix. ``allow_paths=False`` accepts only the catalog's names (use it for what strangers
+        type: a path or Hub id would let them load any file or download any model). Raises
+        :class:`ModelNotFound` saying what was looked for and where.
         """
         if name is None or not name.strip():
             if not self.default:
                 raise ModelNotFound("no default model is set: set NANKE_MODEL")
             return self._find(self.default, setting="NANKE_MODEL")
-        return self._find(name.strip(), setting=None)
+        key = name.strip()
+        if allow_paths:
+            return self._find(key, setting=None)
+        default = self._default_spec()
+        spec = self._by_name(key) or (
+            default if default and default.name.casefold() == key.casefold() else None
+        )
+        if spec is None:
+            raise ModelNotFound(self._not_found_message(key, None))
+        return spec
 
     # -- internals ------------------------------------------------------------------------------
+
+    def _default_spec(self) -> ModelSpec | None:
+        if not self.default:
+            return None
+        try:
+            return self._find(self.default, setting="NANKE_MODEL", explain=False)
+        except ModelNotFound:
+            return None
 
     def _find(self, value: str, *, setting: str | None, explain: bool = True) -> ModelSpec:
         """The model ``value`` names; ``explain=False`` skips listing the others (names() uses it)."""

@@ -3,19 +3,21 @@
 A config set maps each config file's path in a diffusers folder (``unet/config.json``, ...) to its
 content. A checkpoint's set is built in layers, each overriding the one before:
 
-1. the shipped config of its architecture (``pipeline/models/configs/<architecture>.json``);
+1. the shipped config of its architecture (``pipeline/models/configs/<architecture>.json``), with
+   ``prediction_type: v_prediction`` when the checkpoint has a ``v_pred`` marker key;
 2. the configs that ``save_single_file`` embeds in a ``.safetensors`` header (``nanke.configs``);
 3. what a ``<stem>.yaml`` beside the checkpoint states (``pipeline.models.ldm_yaml``);
 4. the ``*.json`` files of a ``<stem>.config/`` folder beside the checkpoint;
 5. the facts the tensor shapes give (``pipeline.models.shapes``): these always win, since a config
    that disagrees with the weights cannot load them.
 
-When the shapes change a model's widths, the values the weights cannot tell are re-chosen by the
-families' conventions: group norms use 32 groups (or the largest count up to 32 that divides every
-width), SD 1.x UNets have 8 attention heads, SD 2.x and SDXL UNets and all text encoders have
-64-wide heads (one head when the width is not a multiple of 64), and token ids that fall outside a
-smaller vocabulary become its last two ids (CLIP's order). Such a model loads with exactly its
-weights; its outputs match the original only if the original followed the same conventions.
+When the shapes change a model's widths, the values the weights cannot tell (and no layer
+states) are re-chosen by the families' conventions: group norms use 32 groups (or the most, up to
+32, that divide every width), SD 1.x UNets have 8 attention heads, SD 2.x and SDXL UNets and all
+text encoders have 64-wide heads (one head when the width is not a multiple of 64), and token ids
+that fall outside a smaller vocabulary become its last two ids (CLIP's order). Such a model loads
+with exactly its weights; its outputs match the original only if the original followed the same
+conventions.
 
 The folder (configs plus tokenizer files) is written once per distinct content, under
 ``<cache>/model-configs/<digest>/``.
@@ -31,7 +33,7 @@ import math
 import os
 import shutil
 import tempfile
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from importlib import resources
 from pathlib import Path
 from typing import Any
@@ -73,7 +75,7 @@ def shipped_configs(architecture: Architecture) -> ConfigSet:
     return json.loads(text)
 
 
-def overlay(base: ConfigSet, *layers: Mapping[str, Mapping[str, Any]]) -> ConfigSet:
+def _overlay(base: ConfigSet, *layers: Mapping[str, Mapping[str, Any]]) -> ConfigSet:
     """``base`` with each layer's files merged in, key by key (later layers win)."""
     merged = copy.deepcopy(base)
     for layer in layers:
@@ -93,22 +95,43 @@ def read_config_folder(folder: Path) -> ConfigSet:
     return configs
 
 
-def derive_configs(shapes: Shapes, architecture: Architecture, base: ConfigSet | None = None) -> ConfigSet:
-    """``base`` (default: the shipped configs) with every value the tensor shapes determine."""
-    configs = copy.deepcopy(base) if base is not None else shipped_configs(architecture)
-    _apply_unet(configs[UNET], unet_dims(shapes), architecture)
-    _apply_vae(configs[VAE], vae_dims(shapes))
+def derive_configs(
+    shapes: Shapes, architecture: Architecture, layers: Sequence[Mapping[str, Mapping[str, Any]]] = ()
+) -> ConfigSet:
+    """The shipped configs, then ``layers`` (later ones win), then what the tensor shapes determine.
+
+    Values the weights cannot tell are re-chosen by convention (see the module doc) when the
+    shapes' widths differ from the shipped model's, unless one of the ``layers`` states them.
+    """
+    shipped = shipped_configs(architecture)
+    configs = _overlay(shipped, *layers)
+    given = {path: {key for layer in layers for key in layer.get(path, {})} for path in configs}
+
+    def settle(path: str, dims: dict[str, Any], width: str, conventions: dict[str, Any]) -> None:
+        configs[path].update(dims)
+        if dims[width] != shipped[path].get(width):
+            configs[path].update({k: v for k, v in conventions.items() if k not in given[path]})
+
+    unet = unet_dims(shapes)
+    widths = unet["block_out_channels"]
+    sd1_heads = architecture == "sd1" and all(w % SD1_HEADS == 0 for w in widths)
+    heads = SD1_HEADS if sd1_heads else [_heads(w) for w in widths]
+    settle(
+        UNET, unet, "block_out_channels", {"norm_num_groups": _groups(widths), "attention_head_dim": heads}
+    )
+    vae = vae_dims(shapes)
+    settle(VAE, vae, "block_out_channels", {"norm_num_groups": _groups(vae["block_out_channels"])})
     for path, (prefix, open_clip) in TEXT_ENCODERS[architecture].items():
-        dims = open_clip_dims(shapes, prefix) if open_clip else clip_dims(shapes, prefix)
-        _apply_text_encoder(configs[path], dims)
+        text = open_clip_dims(shapes, prefix) if open_clip else clip_dims(shapes, prefix)
+        settle(path, text, "hidden_size", {"num_attention_heads": _heads(text["hidden_size"])})
+        _fit_token_ids(configs[path])
     scheduler_class = configs[SCHEDULER].get("_class_name")
     if scheduler_class:
         configs["model_index.json"]["scheduler"] = ["diffusers", scheduler_class]
     if architecture == "sdxl":
-        unet = configs[UNET]
         pooled = configs["text_encoder_2/config.json"]["projection_dim"]
-        time_ids = unet["projection_class_embeddings_input_dim"] - pooled
-        unet["addition_time_embed_dim"] = time_ids // 6
+        time_ids = configs[UNET]["projection_class_embeddings_input_dim"] - pooled
+        configs[UNET]["addition_time_embed_dim"] = time_ids // 6
     return configs
 
 
@@ -117,17 +140,17 @@ def derive_config_folder(
     architecture: Architecture,
     *,
     cache_dir: Path | None = None,
-    base: ConfigSet | None = None,
+    layers: Sequence[Mapping[str, Mapping[str, Any]]] = (),
     tokenizers: Mapping[str, Path] | None = None,
 ) -> Path:
     """Write (once) and return a diffusers config folder for a checkpoint with these ``shapes``.
 
-    ``base`` is the config set to start from (default: the shipped one); ``tokenizers`` maps each
-    tokenizer component to a folder with ``vocab.json``/``merges.txt`` (default: CLIP's, built
-    from the BPE file of an installed package; see ``pipeline.models.tokenizer``).
+    ``layers`` are config sets laid over the shipped one (see :func:`derive_configs`);
+    ``tokenizers`` maps each tokenizer component to a folder with its vocabulary files (default:
+    CLIP's, built from the BPE file of an installed package; see ``pipeline.models.tokenizer``).
     """
     cache_dir = cache_dir if cache_dir is not None else default_cache_dir()
-    configs = derive_configs(shapes, architecture, base)
+    configs = derive_configs(shapes, architecture, layers)
     components = sorted({path.split("/")[0] for path in configs if path.startswith("tokenizer")})
     if tokenizers is None:
         clip = clip_tokenizer(cache_dir)
@@ -140,45 +163,20 @@ def derive_config_folder(
     }
     for component in components:
         for name in TOKENIZER_FILES:
-            files[f"{component}/{name}"] = (tokenizers[component] / name).read_bytes()
+            if (tokenizers[component] / name).is_file():
+                files[f"{component}/{name}"] = (tokenizers[component] / name).read_bytes()
     return _write_once(cache_dir / "model-configs", files)
 
 
-def _apply_unet(config: dict[str, Any], dims: dict[str, Any], architecture: Architecture) -> None:
-    old_widths = list(config.get("block_out_channels", ()))
-    config.update(dims)
-    widths = dims["block_out_channels"]
-    if widths == old_widths:
-        return
-    config["norm_num_groups"] = _groups(config.get("norm_num_groups") or DEFAULT_GROUPS, widths)
-    if architecture == "sd1" and all(width % SD1_HEADS == 0 for width in widths):
-        config["attention_head_dim"] = SD1_HEADS
-    else:
-        config["attention_head_dim"] = [_heads(width) for width in widths]
-
-
-def _apply_vae(config: dict[str, Any], dims: dict[str, Any]) -> None:
-    old_widths = list(config.get("block_out_channels", ()))
-    config.update(dims)
-    if dims["block_out_channels"] != old_widths:
-        config["norm_num_groups"] = _groups(
-            config.get("norm_num_groups") or DEFAULT_GROUPS, dims["block_out_channels"]
-        )
-
-
-def _apply_text_encoder(config: dict[str, Any], dims: dict[str, Any]) -> None:
-    old_width = config.get("hidden_size")
-    config.update(dims)
-    if dims["hidden_size"] != old_width:
-        config["num_attention_heads"] = _heads(dims["hidden_size"])
-    vocab = dims["vocab_size"]
+def _fit_token_ids(config: dict[str, Any]) -> None:
+    """Token ids outside a smaller vocabulary become its last ids (CLIP puts its specials last)."""
+    vocab = config["vocab_size"]
     if any(int(config.get(name) or 0) >= vocab for name in ("bos_token_id", "eos_token_id", "pad_token_id")):
         config.update(bos_token_id=vocab - 2, eos_token_id=vocab - 1, pad_token_id=vocab - 1)
 
 
-def _groups(preferred: int, widths: list[int]) -> int:
-    if all(width % preferred == 0 for width in widths):
-        return preferred
+def _groups(widths: list[int]) -> int:
+    """32 groups, or the most (up to 32) that divide every width."""
     common = math.gcd(*widths)
     return max(g for g in range(1, DEFAULT_GROUPS + 1) if common % g == 0)
 

@@ -5,11 +5,12 @@ text encoder(s) (``cond_stage_model.transformer.*`` for SD 1.x, ``cond_stage_mod
 SD 2.x, ``conditioner.embedders.{0,1}.*`` for SDXL), as ``pipeline.models.ldm`` maps them. A1111,
 ComfyUI and diffusers' ``from_single_file`` read it.
 
-Its header also records the components' diffusers configs (``nanke.configs``), so that nanke
-loads it back exactly, including what the weights cannot tell (group-norm groups, attention heads,
-the scheduler); other tools ignore that entry. An SD 2.x file lacks OpenCLIP's last layer and
-projection, which diffusers drops on import (SD 2.x does not use them), as diffusers' own
-conversion script does. A v-prediction model gets the ``v_pred`` marker key.
+Its header also records the components' diffusers configs and the tokenizers' special tokens
+(``nanke.configs``), so that nanke loads it back exactly, including what the weights cannot tell
+(group-norm groups, attention heads, the scheduler, the padding token); other tools ignore it.
+An SD 2.x file lacks OpenCLIP's last layer and projection, which diffusers drops on import (SD 2.x
+does not use them), as diffusers' own conversion script does. A v-prediction model gets the
+``v_pred`` marker key.
 """
 
 from __future__ import annotations
@@ -30,6 +31,7 @@ if TYPE_CHECKING:
 
 log = logging.getLogger(__name__)
 
+_SPECIAL_TOKENS = ("bos_token", "eos_token", "unk_token", "pad_token")
 _TEXT_ENCODERS: dict[Architecture, tuple[tuple[str, str, bool], ...]] = {
     # pipeline attribute, prefix in the file, whether it is stored in OpenCLIP's layout
     "sd1": (("text_encoder", ldm.SD1_CLIP, False),),
@@ -104,7 +106,19 @@ def _configs(pipe: Any, architecture: Architecture) -> ConfigSet:
         if path == SCHEDULER:
             clean["_class_name"] = type(component).__name__
         configs[path] = json.loads(json.dumps(clean, default=_jsonable))
+    for name in ("tokenizer", "tokenizer_2"):
+        if getattr(pipe, name, None) is not None:
+            configs.update(_tokenizer_configs(name, getattr(pipe, name)))
     return configs
+
+
+def _tokenizer_configs(name: str, tokenizer: Any) -> ConfigSet:
+    """The special tokens and length of a tokenizer (its vocabulary is CLIP's, not recorded)."""
+    special = {key: str(getattr(tokenizer, key)) for key in _SPECIAL_TOKENS if getattr(tokenizer, key, None)}
+    return {
+        f"{name}/tokenizer_config.json": {**special, "model_max_length": int(tokenizer.model_max_length)},
+        f"{name}/special_tokens_map.json": special,
+    }
 
 
 def _jsonable(value: Any) -> Any:

@@ -34,9 +34,7 @@ from pipeline.models.config_folder import (
     SCHEDULER,
     ConfigSet,
     derive_config_folder,
-    overlay,
     read_config_folder,
-    shipped_configs,
 )
 from pipeline.models.ldm_yaml import yaml_configs
 from pipeline.models.prediction import EPSILON, V_PREDICTION, probe_v_prediction, set_prediction_type
@@ -78,18 +76,16 @@ def load_single_file(path: Path, *, dtype: Any, cache_dir: Path) -> tuple[Any, A
     override_folder = config_folder_of(path)
     yaml_file = yaml_of(path)
     layers = [
+        {SCHEDULER: {"prediction_type": V_PREDICTION}} if ldm.V_PREDICTION_MARKER in shapes else {},
         embedded_configs(metadata),
         yaml_configs(yaml_file) if yaml_file else {},
         read_config_folder(override_folder) if override_folder else {},
     ]
-    configs = overlay(shipped_configs(architecture), *layers)
     prediction = next((p for layer in reversed(layers) if (p := _prediction_in(layer))), None)
-    if prediction is None and ldm.V_PREDICTION_MARKER in shapes:
-        prediction = configs[SCHEDULER]["prediction_type"] = V_PREDICTION
     components = ["tokenizer", "tokenizer_2"] if architecture == "sdxl" else ["tokenizer"]
     tokenizers = find_tokenizers(components, checkpoint=path, override=override_folder, cache_dir=cache_dir)
     folder = derive_config_folder(
-        shapes, architecture, cache_dir=cache_dir, base=configs, tokenizers=tokenizers
+        shapes, architecture, cache_dir=cache_dir, layers=layers, tokenizers=tokenizers
     )
     log.info("loading %s (%s) with the configs in %s", path, architecture, folder)
     pipe = _from_single_file(path, architecture, folder=folder, dtype=dtype)

@@ -12,7 +12,9 @@ tokenizer of a model (``tokenizer``, and ``tokenizer_2`` for SDXL) the first of 
    package (also by ``clip-anytorch`` and ``open_clip_torch``): ``vocab.json``/``merges.txt`` are
    derived from it exactly, once, into ``<cache>/clip-tokenizer/``.
 
-A folder counts when it has both ``vocab.json`` and ``merges.txt``.
+A folder counts when it has both ``vocab.json`` and ``merges.txt`` (as diffusers repositories
+have), or a ``tokenizer.json`` (as transformers ≥ 5 saves); its ``tokenizer_config.json`` is not
+used: the special tokens come from the config layers (``pipeline.models.config_folder``).
 """
 
 from __future__ import annotations
@@ -29,7 +31,9 @@ from pipeline.errors import ModelLoadError
 
 log = logging.getLogger(__name__)
 
-TOKENIZER_FILES = ("vocab.json", "merges.txt")
+BPE_FILES = ("vocab.json", "merges.txt")
+TOKENIZER_FILES = (*BPE_FILES, "tokenizer.json")
+"""What is copied from a tokenizer folder (``tokenizer.json`` is what transformers ≥ 5 saves)."""
 BPE_FILE = "bpe_simple_vocab_16e6.txt.gz"
 BPE_DISTRIBUTIONS = ("openai-clip", "clip-anytorch", "open_clip_torch")
 CLIP_MERGES = 49152 - 256 - 2
@@ -38,13 +42,13 @@ SPECIAL_TOKENS = ("<|startoftext|>", "<|endoftext|>")
 
 
 def is_tokenizer_folder(folder: Path) -> bool:
-    return all((folder / name).is_file() for name in TOKENIZER_FILES)
+    return (folder / "tokenizer.json").is_file() or all((folder / name).is_file() for name in BPE_FILES)
 
 
 def find_tokenizers(
     components: Iterable[str], *, checkpoint: Path | None, override: Path | None, cache_dir: Path
 ) -> dict[str, Path]:
-    """The folder to take ``vocab.json``/``merges.txt`` from, for each tokenizer component."""
+    """The folder to take the vocabulary files from, for each tokenizer component."""
     found: dict[str, Path] = {}
     for component in components:
         candidates = []
