@@ -44,6 +44,8 @@ TOKEN_MARGIN = timedelta(seconds=30)
 """A token this close to its expiry is treated as expired: a slow upload must not straddle it."""
 RETRY_DELAYS = (2.0, 5.0, 15.0, 60.0, 300.0)
 MAX_ATTEMPTS = 12
+MIN_UPLOAD = 8 * 1024
+"""Halving the upload size after a 413 stops here (the encoder then says it cannot fit)."""
 INVALID_TOKEN_CODES = {50027, 10015}
 TOO_LARGE_CODE = 40005
 
@@ -111,7 +113,6 @@ class Deliverer:
         latest, state.latest = state.latest, None
         if latest is None:
             return
-        state.last_edit = time.monotonic()
         try:
             if state.job is None:
                 state.job = await asyncio.to_thread(self.service.get, job_id)
@@ -121,6 +122,9 @@ class Deliverer:
                 await self._edit(delivery, delivery.progress_message_id, content=text)
         except discord.HTTPException as error:
             log.info("progress edit for job %d failed: %s", job_id, error)
+        finally:
+            # Measured from when Discord has the edit, so the next one is a full interval later.
+            state.last_edit = time.monotonic()
 
     def _stop_progress(self, job_id: int) -> None:
         state = self._progress.pop(job_id, None)
@@ -150,9 +154,6 @@ class Deliverer:
         except discord.HTTPException as error:
             await asyncio.to_thread(self._failed, delivery, str(error))
             return False
-        except UploadTooLarge as error:
-            await asyncio.to_thread(self._failed, delivery, str(error), final=True)
-            return False
         await asyncio.to_thread(self._delivered, job_id, message_id)
         if delivery.progress_message_id is not None:
             await self._delete_quietly(delivery, delivery.progress_message_id)
@@ -181,7 +182,13 @@ class Deliverer:
         limit = self._upload_limit(delivery)
         while True:
             if images:
-                kwargs["file"] = await asyncio.to_thread(render.result_file, job, images, max_bytes=limit)
+                try:
+                    kwargs["file"] = await asyncio.to_thread(render.result_file, job, images, max_bytes=limit)
+                except UploadTooLarge as error:
+                    log.warning("job %d: %s; posting it without the image", job.id, error)
+                    images = []
+                    kwargs.pop("file", None)
+                    kwargs["content"] = f"{kwargs['content']}\n{render.TOO_LARGE_NOTE}"
             try:
                 if use_token:
                     try:
@@ -194,7 +201,7 @@ class Deliverer:
                         return await self._post_result(job, _expired(delivery))
                 return await self._send_channel(delivery, **kwargs)
             except discord.HTTPException as error:
-                if images and (error.status == 413 or error.code == TOO_LARGE_CODE) and limit > 256 * 1024:
+                if images and (error.status == 413 or error.code == TOO_LARGE_CODE) and limit > MIN_UPLOAD:
                     limit //= 2
                     log.info("job %d: upload too large, trying under %d bytes", job.id, limit)
                     continue
@@ -249,8 +256,11 @@ class Deliverer:
         )
 
     def _upload_limit(self, delivery: Delivery) -> int:
+        """The interaction's own limit; else the guild's (boosts raise it); else Discord's default."""
+        if delivery.upload_limit:
+            return delivery.upload_limit
         guild = self.bot.get_guild(delivery.guild_id) if delivery.guild_id else None
-        return max(guild.filesize_limit if guild else 0, render.DEFAULT_UPLOAD_LIMIT)
+        return guild.filesize_limit if guild else render.DEFAULT_UPLOAD_LIMIT
 
     # -- database side (run in a thread) ------------------------------------------------------
 

@@ -123,5 +123,5 @@ def _destination(interaction: discord.Interaction) -> Destination:
         application_id=interaction.application_id,
         interaction_token=interaction.token,
         token_expires_at=interaction.created_at + TOKEN_LIFETIME,
+        upload_limit=interaction.filesize_limit,
     )
-

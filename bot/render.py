@@ -14,6 +14,9 @@ from pipeline.metadata import encode_for_upload, format_infotext
 
 EMBED_COLOUR = discord.Colour.from_rgb(88, 101, 242)
 DEFAULT_UPLOAD_LIMIT = 10 * 1024 * 1024
+TOO_LARGE_NOTE = (
+    "⚠️ The image is too large to attach in this channel; `main.py show` on the host has the file."
+)
 KIND_WORDS = {"reroll": "Reroll", "upscale": "Upscale", "variation": "Variation", "remix": "Remix"}
 
 

@@ -60,6 +60,7 @@ class Destination:
     application_id: int | None = None
     interaction_token: str | None = None
     token_expires_at: datetime | None = None
+    upload_limit: int | None = None
 
 
 @dataclass(frozen=True)
@@ -93,6 +94,8 @@ class JobSnapshot:
     started_at: datetime | None
     finished_at: datetime | None
     images: tuple[ImageSnapshot, ...] = field(default_factory=tuple)
+    environment_json: str | None = None
+    """How a finished job was made (device, dtype, library versions, its batch): see the worker."""
 
     @property
     def finished(self) -> bool:
@@ -120,6 +123,7 @@ class JobSnapshot:
             images=tuple(
                 ImageSnapshot(i.index, i.seed, i.width, i.height, i.sha256, i.path) for i in job.images
             ),
+            environment_json=job.environment_json,
         )
 
 
@@ -194,6 +198,7 @@ class JobService:
                     application_id=destination.application_id,
                     interaction_token=destination.interaction_token,
                     token_expires_at=destination.token_expires_at,
+                    upload_limit=destination.upload_limit,
                 )
             session.flush()
             snapshot = JobSnapshot.of(job)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import io
+import json
 import logging
 from collections.abc import Callable
 from dataclasses import dataclass, replace
@@ -11,7 +12,9 @@ import numpy as np
 from PIL import Image
 
 from pipeline.engine import StepProgress
+from pipeline.errors import PipelineError
 from pipeline.jobs import JobSnapshot
+from pipeline.request import GenerationRequest
 from pipeline.worker import JobRunner
 
 log = logging.getLogger(__name__)
@@ -57,11 +60,19 @@ def reproduce_job(
         raise ValueError(f"job_id: {job_id} has no stored images to compare (status {job.status})")
     request = job.request if model is None else replace(job.request, model=model)
 
-    # 2. Generate again, exactly as the worker did
+    # 2. Generate again, exactly as the worker did: in the same batch when it shared one
     engine = runner.engines.engine_for(request.model)
-    request = replace(request, model=engine.model.name)
-    init_images = runner.init_images([request])
-    [result] = engine.generate([request], init_images=init_images, on_step=on_step)
+    batch, position = _batch_of(job, request)
+    batch = [replace(member, model=engine.model.name) for member in batch]
+    try:
+        init_images = runner.init_images(batch)
+    except PipelineError:
+        if len(batch) == 1:
+            raise
+        log.warning("job %d: a source image of its batch is gone; regenerating it alone", job_id)
+        batch, position = [batch[position]], 0
+        init_images = runner.init_images(batch)
+    result = engine.generate(batch, init_images=init_images, on_step=on_step)[position]
 
     # 3. Compare pixel for pixel
     comparisons = []
@@ -82,3 +93,19 @@ def reproduce_job(
             )
         )
     return Reproduction(job, comparisons)
+
+
+def _batch_of(job: JobSnapshot, request: GenerationRequest) -> tuple[list[GenerationRequest], int]:
+    """The requests of the engine call ``job`` ran in (``request`` in its place) and that place."""
+    environment = json.loads(job.environment_json) if job.environment_json else {}
+    recorded = environment.get("batch")
+    position = environment.get("batch_position")
+    if not isinstance(recorded, list) or not isinstance(position, int) or not 0 <= position < len(recorded):
+        return [request], 0
+    try:
+        batch = [GenerationRequest.from_json(json.dumps(member)) for member in recorded]
+    except (PipelineError, TypeError, ValueError):
+        log.warning("job %d: its recorded batch is unreadable; regenerating it alone", job.id)
+        return [request], 0
+    batch[position] = request
+    return batch, position

@@ -8,6 +8,7 @@ next batch starts at once. State changes are written before they are announced t
 from __future__ import annotations
 
 import io
+import json
 import logging
 import threading
 import time
@@ -125,6 +126,8 @@ class JobRunner:
         except Exception as error:
             self._fail_all(ids, error, events)
             return []
+        if len(requests) > 1:
+            results = [_with_batch(result, requests, position) for position, result in enumerate(results)]
         return list(zip(ids, results, strict=True))
 
     def _with_sources(
@@ -364,7 +367,19 @@ def _by_chunk_count(engine: Engine, jobs: Sequence[JobSnapshot]) -> list[list[Jo
     return list(groups.values())
 
 
-def _environment_json(result: GenerationResult) -> str:
-    import json
+def _with_batch(
+    result: GenerationResult, requests: Sequence[GenerationRequest], position: int
+) -> GenerationResult:
+    """``result`` with the engine call it shared recorded in its environment.
 
+    Numerical kernels round differently for different batch sizes (a CPU or GPU matrix product
+    with 4 rows may differ in the last bit from one with 6), so a batched image can differ from
+    its request run alone by a level or two. With the batch recorded, :mod:`pipeline.reproduce`
+    replays the same call and the image reproduces exactly from its row.
+    """
+    batch = {"batch": [json.loads(request.to_json()) for request in requests], "batch_position": position}
+    return replace(result, environment={**result.environment, **batch})
+
+
+def _environment_json(result: GenerationResult) -> str:
     return json.dumps({**result.environment, "nan_retry": result.nan_retry}, sort_keys=True)

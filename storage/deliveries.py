@@ -28,6 +28,7 @@ def create_delivery(
     application_id: int | None = None,
     interaction_token: str | None = None,
     token_expires_at: datetime | None = None,
+    upload_limit: int | None = None,
 ) -> Delivery:
     """Record where the result of ``job_id`` goes (one delivery per job)."""
     delivery = Delivery(
@@ -37,6 +38,7 @@ def create_delivery(
         application_id=application_id,
         interaction_token=interaction_token,
         token_expires_at=token_expires_at,
+        upload_limit=upload_limit,
         status="pending",
         attempts=0,
         created_at=utcnow(),

@@ -154,6 +154,8 @@ class Delivery(Base):
     application_id: Mapped[int | None] = mapped_column(BigInteger)
     interaction_token: Mapped[str | None] = mapped_column(Text)
     token_expires_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+    upload_limit: Mapped[int | None] = mapped_column(BigInteger)
+    """The largest attachment Discord accepts there (the interaction's attachment_size_limit)."""
     progress_message_id: Mapped[int | None] = mapped_column(BigInteger)
     """The "queued / step n of m" message, replaced by the result."""
     result_message_id: Mapped[int | None] = mapped_column(BigInteger)

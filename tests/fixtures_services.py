@@ -1,50 +1,20 @@
-"""Shared fixtures and helpers of the job, worker and command-line tests.
+"""Fixtures of the job, worker and command-line tests, on the tiny random-weight model.
 
-Everything runs on the tiny random-weight model through the real wiring (``Services.build``):
-real settings, database, image store, model loading, engine, runner and worker. Test modules
-use the fixtures with ``pytest_plugins = ("tests.fixtures_services",)``.
+Everything runs through the real wiring (``Services.build``): settings, database, image store,
+model loading, engine, runner and worker. Test modules load these fixtures with
+``pytest_plugins = ("tests.fixtures_services",)`` and import helpers from ``helpers_services``.
 """
 
 from __future__ import annotations
 
-import io
-import re
-import threading
-from collections import Counter
 from collections.abc import Iterator
 from pathlib import Path
-from typing import Any
 
-import numpy as np
 import pytest
-from PIL import Image
-from sqlalchemy import func, select
 
 from bot.services import Services
 from bot.settings import load_settings
-from pipeline.jobs import JobSnapshot, Requester
-from pipeline.metadata import read_parameters
-from pipeline.request import GenerationRequest
-from pipeline.worker import WorkerEvents
-from storage import Job
-
-LOCAL = Requester(name="local")
-"""The command line's user: no Discord id, so no queue limit."""
-
-
-def member(discord_id: int) -> Requester:
-    """A Discord member."""
-    return Requester(name=f"member-{discord_id}", discord_id=discord_id)
-
-
-def settings_env(data_dir: Path, model_dir: Path, **extra: str) -> dict[str, str]:
-    """The settings environment of a test: its own data folder, the tiny model, the CPU."""
-    return {
-        "NANKE_DATA_DIR": str(data_dir),
-        "NANKE_MODEL": str(model_dir),
-        "NANKE_DEVICE": "cpu",
-        **extra,
-    }
+from tests.helpers_services import settings_env
 
 
 @pytest.fixture
@@ -54,75 +24,3 @@ def services(tmp_path: Path, tiny_model_dir: Path) -> Iterator[Services]:
     yield built
     built.worker.stop(timeout=60)
     built.database.dispose()
-
-
-def small_request(prompt: str = "a red fox in snow", **changes: Any) -> GenerationRequest:
-    """A request that runs in a fraction of a second on the tiny model."""
-    fields: dict[str, Any] = {"width": 64, "height": 64, "steps": 2, "seed": 1234}
-    fields.update(changes)
-    return GenerationRequest(prompt=prompt, **fields)
-
-
-def run_job(
-    services: Services,
-    request: GenerationRequest,
-    *,
-    requester: Requester = LOCAL,
-    events: WorkerEvents | None = None,
-) -> JobSnapshot:
-    """Submit ``request`` and run it to the end in this thread; the job as stored afterwards."""
-    job = services.jobs.submit(request, requester=requester)
-    services.runner.run_and_save([job.id], events=events)
-    return services.jobs.get(job.id)
-
-
-def job_count(services: Services) -> int:
-    with services.database.session() as session:
-        return session.scalar(select(func.count()).select_from(Job)) or 0
-
-
-def parameters_of(data: bytes) -> str:
-    """The A1111 ``parameters`` text of an image file's bytes (it must have one)."""
-    text = read_parameters(data)
-    assert text is not None, "the image has no parameters text"
-    return text
-
-
-def seed_in(parameters: str) -> int:
-    match = re.search(r"\bSeed: (\d+)", parameters)
-    assert match is not None, parameters
-    return int(match.group(1))
-
-
-def pixels(data: bytes) -> np.ndarray:
-    """An image file's RGB pixels."""
-    return np.asarray(Image.open(io.BytesIO(data)).convert("RGB"))
-
-
-class Recorder(WorkerEvents):
-    """Remembers every event; tests can wait for a number of finished jobs."""
-
-    def __init__(self) -> None:
-        self.steps: list[tuple[int, int, int]] = []
-        self.finished_ids: list[int] = []
-        self._changed = threading.Condition()
-
-    def progress(self, job_id: int, step: int, total: int, elapsed_s: float) -> None:
-        with self._changed:
-            self.steps.append((job_id, step, total))
-
-    def finished(self, job_id: int) -> None:
-        with self._changed:
-            self.finished_ids.append(job_id)
-            self._changed.notify_all()
-
-    def steps_of(self, job_id: int) -> list[int]:
-        return [step for job, step, _ in self.steps if job == job_id]
-
-    def finished_counts(self) -> Counter[int]:
-        return Counter(self.finished_ids)
-
-    def wait_finished(self, count: int, *, timeout: float = 60.0) -> None:
-        with self._changed:
-            done = self._changed.wait_for(lambda: len(self.finished_ids) >= count, timeout)
-        assert done, f"only {len(self.finished_ids)} of {count} jobs finished in {timeout} s"

@@ -11,7 +11,7 @@ from bot.services import Services
 from pipeline.errors import InvalidRequest, PipelineError
 from pipeline.jobs import NotCancellable, QueueFull
 from storage import InvalidTransition, JobNotFound, get_job, is_cancel_requested, start_job
-from tests.fixtures_services import LOCAL, job_count, member, run_job, small_request
+from tests.helpers_services import LOCAL, job_count, member, run_job, small_request
 
 pytest_plugins = ("tests.fixtures_services",)
 

@@ -1,0 +1,301 @@
+"""The bot end to end: the real discord.py client, the real tiny model and database, and the
+loopback Discord double in ``tests/discord_double`` playing Discord's REST API and gateway."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import io
+from collections.abc import AsyncIterator, Callable
+from pathlib import Path
+from typing import Any
+
+import pytest
+from PIL import Image
+from sqlalchemy import func, select
+
+from bot.client import NankeBot
+from bot.services import Services
+from bot.settings import Settings, load_settings
+from pipeline.metadata import read_parameters
+from storage import Job
+from tests.discord_double import DiscordDouble
+from tests.discord_double.client import DEFAULT_TOKEN, running_client
+
+pytest_plugins = ["tests.discord_double.fixtures"]
+
+FAST = "--steps 2 --size 64x64"
+TIMEOUT = 60.0
+
+
+@pytest.fixture
+def settings(tmp_path: Path, tiny_model_dir: Path, discord_double: DiscordDouble) -> Settings:
+    return load_settings(
+        {
+            "NANKE_DATA_DIR": str(tmp_path / "data"),
+            "NANKE_MODEL": str(tiny_model_dir),
+            "NANKE_DEVICE": "cpu",
+            "DISCORD_TOKEN": DEFAULT_TOKEN,
+            "DISCORD_API_BASE": discord_double.api_base,
+            "DISCORD_GATEWAY_URL": discord_double.gateway_url,
+            "NANKE_MAX_QUEUED_PER_USER": "10",
+        }
+    )
+
+
+@contextlib.asynccontextmanager
+async def running_nanke(
+    settings: Settings, double: DiscordDouble, *, worker: bool = True
+) -> AsyncIterator[NankeBot]:
+    """A brand-new bot process (services, worker, client) on ``settings``' database."""
+    services = await asyncio.to_thread(Services.build, settings)
+    if not worker:
+        services.start_worker = lambda: None  # type: ignore[method-assign]
+    bot = NankeBot(settings, services)
+    bot.deliverer.now = lambda: double.clock.datetime()
+    bot.deliverer.edit_interval = 2.0
+    async with running_client(bot, timeout=20.0):
+        yield bot
+
+
+async def result_message(double: DiscordDouble, *, count: int = 1, where: Callable[[Any], bool] = bool):
+    """Wait until ``count`` result messages (those with an image attachment) exist; return the last."""
+
+    def results() -> list[Any]:
+        return [m for m in double.messages() if m.attachments and where(m)]
+
+    found = await double.wait_for(lambda: results() if len(results()) >= count else None, timeout=TIMEOUT)
+    return found[-1]
+
+
+def custom_ids(message: Any) -> list[str]:
+    return [
+        c["custom_id"] for row in message.components for c in row.get("components", []) if "custom_id" in c
+    ]
+
+
+def labels(message: Any) -> list[str]:
+    return [
+        c.get("label") or c.get("emoji", {}).get("name", "")
+        for row in message.components
+        for c in row.get("components", [])
+    ]
+
+
+def image_of(message: Any) -> tuple[Image.Image, str | None]:
+    data = message.attachments[0].data
+    return Image.open(io.BytesIO(data)), read_parameters(data)
+
+
+def job_count(bot: NankeBot) -> int:
+    with bot.services.database.session() as session:
+        return session.scalar(select(func.count(Job.id))) or 0
+
+
+async def test_imagine_posts_a_grid_with_buttons(settings: Settings, discord_double: DiscordDouble) -> None:
+    discord_double.min_edit_interval = 2.0
+    async with running_nanke(settings, discord_double) as bot:
+        command = await discord_double.send_slash_command(
+            name="imagine", options={"prompt": f"a red fox @everyone --n 4 --seed 5 {FAST}"}
+        )
+        response = await command.wait_for_response()
+        assert response.type == 5  # deferred at once
+
+        result = await result_message(discord_double)
+        grid, parameters = image_of(result)
+        assert grid.size == (128, 128)  # 2x2 of 64x64
+        assert parameters is not None and "Seed: 5" in parameters and "Steps: 2" in parameters
+        assert labels(result) == ["U1", "U2", "U3", "U4", "🔄", "V1", "V2", "V3", "V4", "🗑️"]
+        embed = result.embeds[0]
+        fields = {field["name"]: field["value"] for field in embed["fields"]}
+        assert fields["Seeds"] == "5, 6, 7, 8" and fields["Steps"] == "2" and fields["Size"] == "64×64"
+        assert result.allowed_mentions == {"parse": []}, "echoed prompts must not ping anyone"
+        assert job_count(bot) == 1
+    assert not discord_double.violations, discord_double.violations
+    queued = command.original
+    assert queued is None or "job #1" in (queued.content or "")
+
+
+async def test_bad_options_get_an_ephemeral_error_and_queue_nothing(
+    settings: Settings, discord_double: DiscordDouble
+) -> None:
+    async with running_nanke(settings, discord_double) as bot:
+        for prompt, named in (
+            ("a fox --steps 999", "--steps"),
+            ("a fox --ar 3x2", "--ar"),
+            ("a fox --bogus", "--bogus"),
+        ):
+            command = await discord_double.send_slash_command(name="imagine", options={"prompt": prompt})
+            response = await command.wait_for_response()
+            assert response.type == 4
+            assert response.data["flags"] & 64, "the error is ephemeral"
+            assert named in response.data["content"]
+        assert job_count(bot) == 0
+
+
+async def test_upscale_variation_and_reroll_buttons(
+    settings: Settings, discord_double: DiscordDouble
+) -> None:
+    async with running_nanke(settings, discord_double):
+        command = await discord_double.send_slash_command(
+            name="imagine", options={"prompt": f"a red fox --n 4 --seed 5 {FAST}"}
+        )
+        await command.wait_for_response()
+        grid = await result_message(discord_double)
+        ids = custom_ids(grid)
+
+        click = await discord_double.click_button(grid, ids[1], user="moderator")  # U2, by someone else
+        upscaled = await result_message(discord_double, count=2)
+        image, parameters = image_of(upscaled)
+        assert image.size == (128, 128)
+        assert "Denoising strength: 0.35" in (parameters or "")
+        assert labels(upscaled) == ["Upscale (2x)", "Vary (Strong)", "Vary (Subtle)", "🔄", "🗑️"]
+        assert "Upscale of #1 image 2" in upscaled.content
+        assert click.response is not None
+
+        await discord_double.click_button(grid, ids[5])  # V1
+        varied = await result_message(discord_double, count=3)
+        image, parameters = image_of(varied)
+        assert image.size == (64, 64)
+        assert "Denoising strength: 0.6" in (parameters or "")
+        assert "Variation of #1 image 1" in varied.content
+
+        await discord_double.click_button(grid, ids[4])  # 🔄
+        rerolled = await result_message(discord_double, count=4)
+        assert "Reroll of #1" in rerolled.content
+        seeds = {f["name"]: f["value"] for f in rerolled.embeds[0]["fields"]}["Seeds"]
+        assert seeds != "5, 6, 7, 8"
+
+
+async def test_cancel_by_a_stranger_is_refused_and_by_the_owner_works(
+    settings: Settings, discord_double: DiscordDouble
+) -> None:
+    async with running_nanke(settings, discord_double, worker=False) as bot:
+        command = await discord_double.send_slash_command(name="imagine", options={"prompt": f"a fox {FAST}"})
+        queued = await command.wait_for_original(lambda m: bool(custom_ids(m)))
+        [cancel] = custom_ids(queued)
+        assert cancel.startswith("nk:cancel:")
+
+        stranger = discord_double.add_user("bob")
+        refused = await discord_double.click_button(queued, cancel, user=stranger)
+        response = await refused.wait_for_response()
+        assert response.data["flags"] & 64 and "Only the person" in response.data["content"]
+        assert bot.services.jobs.get(1).status == "queued"
+
+        accepted = await discord_double.click_button(queued, cancel)
+        await accepted.wait_for_followups()
+        assert bot.services.jobs.get(1).status == "cancelled"
+
+
+async def test_old_buttons_work_in_a_brand_new_process(
+    settings: Settings, discord_double: DiscordDouble
+) -> None:
+    async with running_nanke(settings, discord_double):
+        command = await discord_double.send_slash_command(
+            name="imagine", options={"prompt": f"a red fox --n 2 --seed 9 {FAST}"}
+        )
+        await command.wait_for_response()
+        grid = await result_message(discord_double)
+
+    async with running_nanke(settings, discord_double):
+        await discord_double.click_button(grid, custom_ids(grid)[0])  # U1 on a message from before
+        upscaled = await result_message(discord_double, count=2)
+        assert "Upscale of #1 image 1" in upscaled.content
+        await discord_double.click_button(grid, custom_ids(grid)[3])  # V1 (2 images: U1 U2 🔄 V1 V2 🗑)
+        varied = await result_message(discord_double, count=3)
+        assert "Variation of #1 image 1" in varied.content
+
+
+async def test_job_queued_at_shutdown_is_delivered_once_after_restart(
+    settings: Settings, discord_double: DiscordDouble
+) -> None:
+    async with running_nanke(settings, discord_double, worker=False):
+        command = await discord_double.send_slash_command(name="imagine", options={"prompt": f"a fox {FAST}"})
+        await command.wait_for_original(lambda m: "job #1" in (m.content or ""))
+
+    async with running_nanke(settings, discord_double) as bot:
+        await result_message(discord_double)
+        await bot.deliverer.deliver_due()
+        await asyncio.sleep(0.5)
+        results = [m for m in discord_double.messages() if m.attachments]
+        assert len(results) == 1
+        assert bot.services.jobs.get(1).status == "done"
+
+
+async def test_result_after_token_expiry_goes_to_the_channel_with_a_mention(
+    settings: Settings, discord_double: DiscordDouble
+) -> None:
+    async with running_nanke(settings, discord_double, worker=False) as bot:
+        command = await discord_double.send_slash_command(name="imagine", options={"prompt": f"a fox {FAST}"})
+        await command.wait_for_original(lambda m: "job #1" in (m.content or ""))
+        discord_double.clock.advance(16 * 60)
+        Services.start_worker(bot.services)
+        result = await result_message(discord_double)
+        alice = discord_double.user("alice")
+        assert result.content.startswith(f"<@{alice.id}>")
+        assert [str(user) for user in result.allowed_mentions["users"]] == [str(alice.id)]
+        assert discord_double.requests("POST", "/channels/{channel_id}/messages")
+        assert not discord_double.requests("POST", "/webhooks/{application_id}/{token}", status=200)
+
+
+async def test_upload_over_the_limit_is_sent_in_a_smaller_format(
+    settings: Settings, discord_double: DiscordDouble
+) -> None:
+    discord_double.upload_limit = 80_000
+    async with running_nanke(settings, discord_double) as bot:
+        bot.get_guild(discord_double.guild().id)
+        command = await discord_double.send_slash_command(
+            name="imagine", options={"prompt": "a fox --n 4 --steps 2 --size 128x128"}
+        )
+        await command.wait_for_response()
+        result = await result_message(discord_double)
+        attachment = result.attachments[0]
+        assert len(attachment.data) <= 80_000
+        assert not attachment.filename.endswith(".png")
+        assert "Seed:" in (read_parameters(attachment.data) or "")
+
+
+async def test_an_image_that_cannot_fit_is_reported_with_working_buttons(
+    settings: Settings, discord_double: DiscordDouble
+) -> None:
+    discord_double.upload_limit = 2_000
+    async with running_nanke(settings, discord_double) as bot:
+        command = await discord_double.send_slash_command(
+            name="imagine", options={"prompt": "a fox --steps 2 --size 128x128"}
+        )
+        await command.wait_for_response()
+        posted = await discord_double.wait_for(
+            lambda: [m for m in discord_double.messages() if m.embeds] or None, timeout=TIMEOUT
+        )
+        assert "too large to attach" in posted[-1].content
+        assert custom_ids(posted[-1]), "the buttons still work without the image"
+        assert bot.services.jobs.get(1).status == "done"
+
+
+async def test_a_server_error_is_retried_and_the_result_delivered_once(
+    settings: Settings, discord_double: DiscordDouble
+) -> None:
+    discord_double.fail_next("POST", "/webhooks/{application_id}/{token}", status=500)
+    async with running_nanke(settings, discord_double):
+        command = await discord_double.send_slash_command(name="imagine", options={"prompt": f"a fox {FAST}"})
+        await command.wait_for_response()
+        await result_message(discord_double)
+        await asyncio.sleep(1.0)
+        assert len([m for m in discord_double.messages() if m.attachments]) == 1
+        assert discord_double.requests("POST", "/webhooks/{application_id}/{token}", status=500)
+
+
+async def test_a_413_is_answered_with_a_smaller_upload(
+    settings: Settings, discord_double: DiscordDouble
+) -> None:
+    async with running_nanke(settings, discord_double, worker=False) as bot:
+        command = await discord_double.send_slash_command(
+            name="imagine", options={"prompt": "a fox --n 4 --steps 2 --size 128x128"}
+        )
+        await command.wait_for_original(lambda m: "job #1" in (m.content or ""))
+        discord_double.upload_limit = 80_000  # lower than the interaction announced
+        Services.start_worker(bot.services)
+        result = await result_message(discord_double)
+        assert len(result.attachments[0].data) <= 80_000
+        assert discord_double.requests(status=413), "the first, larger upload was refused"
+        assert "Seed:" in (read_parameters(result.attachments[0].data) or "")
