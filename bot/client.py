@@ -19,7 +19,7 @@ from pipeline.worker import WorkerEvents
 
 log = logging.getLogger(__name__)
 
-COGS = ("bot.cogs.imagine",)
+COGS = ("bot.cogs.imagine", "bot.cogs.reproduce")
 RETRY_INTERVAL = 5.0
 
 

@@ -29,11 +29,12 @@ class JobFlow:
         self.deliverer = deliverer
 
     async def start(self, interaction: discord.Interaction, request: GenerationRequest) -> JobSnapshot | None:
-        """/imagine: defer, store the job, then show its place in the queue.
+        """/imagine: defer (unless the handler already did), store the job, show its place in the queue.
 
         ``request`` has been validated already, so invalid input never reaches this point.
         """
-        await interaction.response.defer(thinking=True)
+        if not interaction.response.is_done():
+            await interaction.response.defer(thinking=True)
         try:
             job = await asyncio.to_thread(
                 self.service.submit,
@@ -42,7 +43,7 @@ class JobFlow:
                 destination=_destination(interaction),
             )
         except Exception as error:
-            await self._retract(interaction, error)
+            await self.retract(interaction, error)
             return None
         await self.deliverer.announce_queued(interaction, job)
         return job
@@ -69,10 +70,10 @@ class JobFlow:
                 destination=_destination(interaction),
             )
         except JobNotFound:
-            await self._retract(interaction, JobGone(f"Job {parent_id} no longer exists."))
+            await self.retract(interaction, JobGone(f"Job {parent_id} no longer exists."))
             return None
         except Exception as error:
-            await self._retract(interaction, error, job_id=parent_id)
+            await self.retract(interaction, error, job_id=parent_id)
             return None
         await self.deliverer.announce_queued(interaction, job)
         return job
@@ -101,7 +102,7 @@ class JobFlow:
             raise JobGone(f"Job {job_id} no longer exists.") from None
         return job.owner_discord_id
 
-    async def _retract(
+    async def retract(
         self, interaction: discord.Interaction, error: BaseException, *, job_id: int | None = None
     ) -> None:
         """Replace the public "thinking…" message by an ephemeral error: nothing was queued."""

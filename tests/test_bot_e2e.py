@@ -299,3 +299,45 @@ async def test_a_413_is_answered_with_a_smaller_upload(
         assert len(result.attachments[0].data) <= 80_000
         assert discord_double.requests(status=413), "the first, larger upload was refused"
         assert "Seed:" in (read_parameters(result.attachments[0].data) or "")
+
+
+async def test_reproduce_an_a1111_png_from_its_parameters(
+    settings: Settings, discord_double: DiscordDouble
+) -> None:
+    from pipeline.metadata import write_png
+    from tests.discord_double.command_options import OptionFile
+
+    infotext = (
+        "a lighthouse at dusk, <lora:film_grain:0.8>\n"
+        "Negative prompt: blurry\n"
+        "Steps: 2, Sampler: DPM++ 2M, Schedule type: Karras, CFG scale: 6.5, Seed: 1234, Size: 64x64, "
+        "Model hash: 0123456789, Model: somebodys_model, Hires upscale: 2, Hires steps: 10, Version: v1.10.1"
+    )
+    png = write_png(Image.new("RGB", (64, 64), "gray"), infotext)
+    async with running_nanke(settings, discord_double) as bot:
+        command = await discord_double.send_slash_command(
+            name="reproduce", options={"image": OptionFile("a1111.png", png, "image/png")}
+        )
+        result = await result_message(discord_double)
+        _, parameters = image_of(result)
+        assert parameters is not None
+        assert (
+            "Seed: 1234" in parameters
+            and "Sampler: DPM++ 2M Karras" in parameters
+            and "CFG scale: 6.5" in parameters
+        )
+        job = bot.services.jobs.get(1)
+        assert job.request.prompt == "a lighthouse at dusk" and job.request.negative_prompt == "blurry"
+        [notes] = [m for m in await command.wait_for_followups(2) if "differs from the original" in m.content]
+        assert notes.flags & 64
+        assert "lora" in notes.content.lower() and "hires" in notes.content.lower()
+        assert "somebodys_model" in notes.content
+
+        plain = await discord_double.send_slash_command(
+            name="reproduce",
+            options={"image": OptionFile("photo.png", write_png(Image.new("RGB", (8, 8)), ""))},
+        )
+        await discord_double.wait_for(
+            lambda: [m for m in plain.followups if "no generation parameters" in (m.content or "")] or None
+        )
+        assert job_count(bot) == 1

@@ -33,7 +33,7 @@ def url(tmp_path: Path) -> str:
 
 def test_upgrade_creates_the_file_and_reaches_head(url: str, tmp_path: Path) -> None:
     assert current_revision(url) is None
-    assert upgrade_to_head(url) == head_revision() == "0001"
+    assert upgrade_to_head(url) == head_revision() is not None
     assert (tmp_path / "nested" / "nanke.db").is_file()
     assert current_revision(url) == head_revision()
     assert upgrade_to_head(url) == head_revision()  # a second upgrade does nothing
