@@ -103,6 +103,9 @@ def find_bpe_file() -> Path | None:
     return None
 
 
+CLIP_CONTEXT = 77
+
+
 def write_clip_tokenizer(bpe_file: Path, folder: Path) -> None:
     """Write CLIP's ``vocab.json`` and ``merges.txt`` (as in ``openai/clip-vit-large-patch14``)."""
     from transformers.convert_slow_tokenizer import bytes_to_unicode
@@ -122,5 +125,9 @@ def write_clip_tokenizer(bpe_file: Path, folder: Path) -> None:
     merges_tmp = folder / f"merges.txt{suffix}"
     vocab_tmp.write_text(json.dumps(vocab, ensure_ascii=False), encoding="utf-8")
     merges_tmp.write_text("#version: 0.2\n" + "\n".join(merges) + "\n", encoding="utf-8")
+    config_tmp = folder / f"tokenizer_config.json{suffix}"
+    # CLIP's context is 77 tokens; without this, transformers reports an "unlimited" length.
+    config_tmp.write_text(json.dumps({"model_max_length": CLIP_CONTEXT}), encoding="utf-8")
     merges_tmp.replace(folder / "merges.txt")
+    config_tmp.replace(folder / "tokenizer_config.json")
     vocab_tmp.replace(folder / "vocab.json")
