@@ -9,7 +9,7 @@ from __future__ import annotations
 from dataclasses import replace
 from typing import Literal
 
-from pipeline.request import MAX_PIXELS, GenerationRequest
+from pipeline.request import MAX_PIXELS, MAX_STEPS, GenerationRequest
 
 Strength = Literal["strong", "subtle"]
 
@@ -46,7 +46,7 @@ def upscale(
         strength=UPSCALE_STRENGTH,
         seed=None,
     )
-    return child.with_seed(seed).validate(max_pixels=max_pixels)
+    return _with_denoising_step(child).with_seed(seed).validate(max_pixels=max_pixels)
 
 
 def variation(
@@ -71,7 +71,20 @@ def variation(
         strength=VARIATION_STRENGTHS[strength],
         seed=None,
     )
-    return child.with_seed(seed).validate(max_pixels=MAX_PIXELS)
+    return _with_denoising_step(child).with_seed(seed).validate(max_pixels=MAX_PIXELS)
+
+
+def _with_denoising_step(request: GenerationRequest) -> GenerationRequest:
+    """``request`` with enough steps that img2img runs at least one (``int(steps * strength)``).
+
+    A child of a few-step image (``--steps 2``) at strength 0.35 would otherwise denoise nothing
+    and fail when it runs; the stored request holds the raised count, so it still reproduces.
+    """
+    strength = request.strength or 1.0
+    steps = request.steps
+    while int(steps * strength) < 1 and steps < MAX_STEPS:
+        steps += 1
+    return request if steps == request.steps else replace(request, steps=steps)
 
 
 def _round8(value: int) -> int:

@@ -9,12 +9,12 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Callable
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, field
 from datetime import datetime
 
 from pipeline import derive
 from pipeline.errors import PipelineError
-from pipeline.request import MAX_STEPS, GenerationRequest
+from pipeline.request import GenerationRequest
 from pipeline.scheduler import FairScheduler, QueuedJob
 from storage import (
     Database,
@@ -254,7 +254,7 @@ class JobService:
         else:
             raise ValueError(f"action: {action!r} (allowed: reroll, upscale, variation)")
         return self.submit(
-            _with_denoising_step(request),
+            request,
             requester=requester,
             kind=action,
             destination=destination,
@@ -312,19 +312,6 @@ class JobService:
             self.store.delete(path)
         log.info("job %d deleted with %d files", job_id, len(orphaned))
         return snapshot
-
-
-def _with_denoising_step(request: GenerationRequest) -> GenerationRequest:
-    """``request`` with enough steps that img2img runs at least one (``int(steps * strength)``).
-
-    A child of a few-step image (``--steps 2``) at strength 0.35 would otherwise denoise nothing
-    and fail when it runs; the stored request holds the raised count, so it still reproduces.
-    """
-    strength = request.strength or 1.0
-    steps = request.steps
-    while int(steps * strength) < 1 and steps < MAX_STEPS:
-        steps += 1
-    return request if steps == request.steps else replace(request, steps=steps)
 
 
 def _finished_word(status: str) -> str:

@@ -67,3 +67,12 @@ def test_grid_rejects_mixed_sizes_and_empty() -> None:
         make_grid([Image.new("RGB", (8, 8)), Image.new("RGB", (4, 4))])
     with pytest.raises(ValueError, match="images"):
         make_grid([])
+
+
+def test_children_of_few_step_images_still_denoise_at_least_one_step() -> None:
+    parent = GenerationRequest(prompt="a fox", seed=1, steps=2).validate()
+    upscaled = derive.upscale(parent, image_sha256=SHA, width=64, height=64)
+    assert int(upscaled.steps * upscaled.strength) >= 1
+    subtle = derive.variation(parent, image_sha256=SHA, width=64, height=64, strength="subtle")
+    assert int(subtle.steps * subtle.strength) == 1 and subtle.steps == 4
+    assert derive.variation(PARENT, image_sha256=SHA, width=64, height=64).steps == PARENT.steps
