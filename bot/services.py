@@ -65,6 +65,7 @@ class Services:
             dtype=settings.dtype,
             cache_dir=settings.cache_dir,
             options=engine_options(settings),
+            upscaler=settings.upscaler_model,
         )
         runner = JobRunner(jobs=jobs, engines=engines)
         worker = Worker(runner, scheduler)

@@ -57,6 +57,8 @@ class Settings:
     """NANKE_MAX_BATCH: the most images one GPU batch may hold."""
     max_queued_per_user: int = 3
     """NANKE_MAX_QUEUED_PER_USER: how many unfinished jobs one member may have."""
+    upscaler_model: str | None = None
+    """NANKE_UPSCALER: a dedicated upscaler (diffusers folder or Hub id of an SD x4 or x2 latent upscaler)."""
     low_vram: bool = False
     """NANKE_LOW_VRAM: trade speed for memory (attention and VAE slicing, tiled VAE, model CPU offload)."""
     discord_token: str | None = field(default=None, repr=False)
@@ -117,6 +119,7 @@ def load_settings(
         max_pixels=reader.integer("NANKE_MAX_PIXELS", 1024 * 1024, low=64 * 64, high=2048 * 2048),
         max_batch=reader.integer("NANKE_MAX_BATCH", 4, low=1, high=64),
         max_queued_per_user=reader.integer("NANKE_MAX_QUEUED_PER_USER", 3, low=1, high=1000),
+        upscaler_model=reader.text("NANKE_UPSCALER", "") or None,
         low_vram=reader.flag("NANKE_LOW_VRAM"),
         discord_token=reader.text("DISCORD_TOKEN", "") or None,
         discord_api_base=reader.url("DISCORD_API_BASE", DEFAULT_API_BASE, ("http://", "https://")),

@@ -10,8 +10,13 @@ from pathlib import Path
 from pipeline.devices import pick_device, pick_dtype
 from pipeline.engine import Engine, EngineOptions
 from pipeline.models import ModelCatalog, load_model
+from pipeline.request import GenerationRequest
+from pipeline.upscaler import UpscalerEngine
 
 log = logging.getLogger(__name__)
+
+Runner = Engine | UpscalerEngine
+"""Anything that turns a batch of requests into images through ``generate``."""
 
 
 class EnginePool:
@@ -30,6 +35,7 @@ class EnginePool:
         cache_dir: Path | None = None,
         options: EngineOptions | None = None,
         keep: int = 1,
+        upscaler: str | None = None,
     ) -> None:
         if keep < 1:
             raise ValueError(f"keep: {keep} (allowed: 1 or more)")
@@ -39,8 +45,22 @@ class EnginePool:
         self.cache_dir = cache_dir
         self.options = options or EngineOptions()
         self.keep = keep
+        self.upscaler = upscaler
         self._engines: OrderedDict[str, Engine] = OrderedDict()
+        self._upscaler: UpscalerEngine | None = None
         self._lock = threading.Lock()
+
+    def for_request(self, request: GenerationRequest) -> Runner:
+        """What runs ``request``: the dedicated upscaler for upscales when one is configured,
+        else the engine of the request's model."""
+        if request.mode == "upscale" and self.upscaler:
+            with self._lock:
+                if self._upscaler is None:
+                    self._upscaler = UpscalerEngine.load(
+                        self.upscaler, device=self.device, dtype=self.dtype, cache_dir=self.cache_dir
+                    )
+                return self._upscaler
+        return self.engine_for(request.model)
 
     def engine_for(self, model: str | None) -> Engine:
         """The engine of ``model`` (a catalog name or path; ``None`` is the default model)."""

@@ -61,7 +61,7 @@ def reproduce_job(
     request = job.request if model is None else replace(job.request, model=model)
 
     # 2. Generate again, exactly as the worker did: in the same batch when it shared one
-    engine = runner.engines.engine_for(request.model)
+    engine = runner.engines.for_request(request)
     batch, position = _batch_of(job, request)
     batch = [replace(member, model=engine.model.name) for member in batch]
     try:

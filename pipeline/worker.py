@@ -18,11 +18,11 @@ from dataclasses import replace
 
 from PIL import Image
 
-from pipeline.engine import Engine, GenerationResult, StepProgress
+from pipeline.engine import GenerationResult, StepProgress
 from pipeline.errors import Cancelled, PipelineError
 from pipeline.jobs import JobService, JobSnapshot
 from pipeline.metadata import format_infotext, write_png
-from pipeline.pool import EnginePool
+from pipeline.pool import EnginePool, Runner
 from pipeline.prompt.embeddings import chunk_count
 from pipeline.request import GenerationRequest
 from pipeline.scheduler import FairScheduler
@@ -81,7 +81,7 @@ class JobRunner:
             return []
         # 2. The model; one diffusers call per group of equal prompt length (see _by_chunk_count)
         try:
-            engine = self.engines.engine_for(started[0].request.model)
+            engine = self.engines.for_request(started[0].request)
             groups = _by_chunk_count(engine, started)
         except Exception as error:
             self._fail_all([job.id for job in started], error, events)
@@ -103,7 +103,7 @@ class JobRunner:
             session.flush()
             return JobSnapshot.of(job)
 
-    def _generate(self, engine: Engine, jobs: Sequence[JobSnapshot], events: WorkerEvents) -> list[Finished]:
+    def _generate(self, engine: Runner, jobs: Sequence[JobSnapshot], events: WorkerEvents) -> list[Finished]:
         # 3. The source images of img2img and upscale jobs; a job whose source is gone fails alone
         jobs, init_images = self._with_sources(jobs, events)
         if not jobs:
@@ -353,7 +353,7 @@ class Worker:
         log.info("worker stopped")
 
 
-def _by_chunk_count(engine: Engine, jobs: Sequence[JobSnapshot]) -> list[list[JobSnapshot]]:
+def _by_chunk_count(engine: Runner, jobs: Sequence[JobSnapshot]) -> list[list[JobSnapshot]]:
     """Split ``jobs`` by how many 75-token chunks their prompts need.
 
     A batch pads every prompt to the longest one's chunk count, and the padding changes what the
