@@ -4,8 +4,13 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import signal
+from typing import TYPE_CHECKING
 
 from bot.settings import Settings
+
+if TYPE_CHECKING:
+    from bot.client import NankeBot
 
 log = logging.getLogger(__name__)
 
@@ -18,7 +23,26 @@ async def start_bot(settings: Settings, token: str) -> None:
     point_discord_py_at(settings.discord_api_base, settings.discord_gateway_url)
     services = await asyncio.to_thread(Services.build, settings)
     async with NankeBot(settings, services) as bot:
+        _close_on_signals(bot)
         await bot.start(token)
+
+
+def _close_on_signals(bot: NankeBot) -> None:
+    """SIGTERM (systemd, docker stop) and SIGINT close the bot: the worker finishes its batch first."""
+    loop = asyncio.get_running_loop()
+    closing: set[asyncio.Task[None]] = set()
+
+    def close(name: str) -> None:
+        log.info("%s received: shutting down", name)
+        task = loop.create_task(bot.close())
+        closing.add(task)
+        task.add_done_callback(closing.discard)
+
+    for signum in (signal.SIGTERM, signal.SIGINT):
+        try:
+            loop.add_signal_handler(signum, close, signum.name)
+        except (NotImplementedError, RuntimeError):  # Windows, or not the main thread
+            log.debug("cannot handle %s here", signum.name)
 
 
 def run_bot(settings: Settings, token: str) -> int:

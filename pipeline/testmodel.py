@@ -1,8 +1,9 @@
-"""A tiny random-weight Stable Diffusion pipeline, for tests and demos.
+"""Tiny random-weight Stable Diffusion pipelines (SD 1.x and SDXL), for tests and demos.
 
-It has the real SD 1.x layout (UNet with cross-attention, 8x VAE, CLIP text encoder and a CLIP
-BPE tokenizer with ``model_max_length=77``) at a few thousand parameters, so every code path of a
-real model runs in seconds on a CPU. Its weights are random: its images are coloured noise.
+They have the real layouts (UNet with cross-attention, 8x VAE, CLIP text encoders and CLIP BPE
+tokenizers with ``model_max_length=77``; SDXL adds a second, projecting text encoder and the
+``text_time`` conditioning) at a few thousand parameters, so every code path of a real model runs
+in seconds on a CPU. Their weights are random: their images are coloured noise.
 The tokenizer is built locally (byte-level vocabulary, no merges), so nothing is downloaded.
 """
 
@@ -11,12 +12,36 @@ from __future__ import annotations
 import json
 import logging
 from pathlib import Path
+from typing import Any
 
 log = logging.getLogger(__name__)
 
 TOKENIZER_MAX_LENGTH = 77
 _VOCAB_SIZE = 1000
 _SPECIAL = ("<|startoftext|>", "<|endoftext|>")
+# write_tokenizer's ids: 256 byte symbols, the same 256 with "</w>", then the two special tokens.
+BOS_TOKEN_ID = 2 * 256
+EOS_TOKEN_ID = BOS_TOKEN_ID + 1
+
+# What the SD 1.x and SDXL UNets share; each adds its own conditioning.
+_UNET = {
+    "block_out_channels": (32, 64),
+    "layers_per_block": 1,
+    "sample_size": 64,
+    "in_channels": 4,
+    "out_channels": 4,
+    "down_block_types": ("DownBlock2D", "CrossAttnDownBlock2D"),
+    "up_block_types": ("CrossAttnUpBlock2D", "UpBlock2D"),
+    "norm_num_groups": 8,
+}
+# SD's noise schedule (both SD 1.x and SDXL train on it).
+_SCHEDULE = {
+    "beta_start": 0.00085,
+    "beta_end": 0.012,
+    "beta_schedule": "scaled_linear",
+    "num_train_timesteps": 1000,
+    "steps_offset": 1,
+}
 
 
 def _bytes_to_unicode() -> dict[int, str]:
@@ -70,27 +95,22 @@ def write_tokenizer(folder: Path) -> None:
     )
 
 
-def build_tiny_components(seed: int = 0) -> dict[str, object]:
-    """Return the components of a tiny SD 1.x pipeline with deterministic random weights."""
+def _unet(seed: int, **conditioning: Any) -> Any:
+    """The tiny UNet, seeded, with ``conditioning`` (cross-attention and added embeddings) on top."""
     import torch
-    from diffusers import AutoencoderKL, EulerAncestralDiscreteScheduler, UNet2DConditionModel
-    from transformers import CLIPTextConfig, CLIPTextModel
+    from diffusers import UNet2DConditionModel
 
     torch.manual_seed(seed)
-    unet = UNet2DConditionModel(
-        block_out_channels=(32, 64),
-        layers_per_block=1,
-        sample_size=64,
-        in_channels=4,
-        out_channels=4,
-        down_block_types=("DownBlock2D", "CrossAttnDownBlock2D"),
-        up_block_types=("CrossAttnUpBlock2D", "UpBlock2D"),
-        cross_attention_dim=32,
-        attention_head_dim=8,
-        norm_num_groups=8,
-    )
+    return UNet2DConditionModel(**_UNET, **conditioning)
+
+
+def _vae(seed: int) -> Any:
+    """The tiny 8x VAE (four levels, as in SD), seeded."""
+    import torch
+    from diffusers import AutoencoderKL
+
     torch.manual_seed(seed)
-    vae = AutoencoderKL(
+    return AutoencoderKL(
         block_out_channels=(8, 8, 16, 16),
         in_channels=3,
         out_channels=3,
@@ -101,47 +121,149 @@ def build_tiny_components(seed: int = 0) -> dict[str, object]:
         norm_num_groups=4,
         sample_size=512,
     )
+
+
+def _text_config(
+    *, bos: int, eos: int, hidden_size: int = 32, num_hidden_layers: int = 4, **extra: Any
+) -> Any:
+    """A tiny CLIP text encoder's config over the tiny tokenizer's vocabulary."""
+    from transformers import CLIPTextConfig
+
+    return CLIPTextConfig(
+        bos_token_id=bos,
+        eos_token_id=eos,
+        pad_token_id=eos,
+        hidden_size=hidden_size,
+        intermediate_size=37,
+        layer_norm_eps=1e-05,
+        num_attention_heads=4,
+        num_hidden_layers=num_hidden_layers,
+        vocab_size=_VOCAB_SIZE,
+        max_position_embeddings=TOKENIZER_MAX_LENGTH,
+        **extra,
+    )
+
+
+def build_tiny_components(seed: int = 0) -> dict[str, object]:
+    """Return the components of a tiny SD 1.x pipeline with deterministic random weights."""
+    import torch
+    from diffusers import EulerAncestralDiscreteScheduler
+    from transformers import CLIPTextModel
+
+    unet = _unet(seed, cross_attention_dim=32, attention_head_dim=8)
+    vae = _vae(seed)
     torch.manual_seed(seed)
-    text_encoder = CLIPTextModel(
-        CLIPTextConfig(
-            bos_token_id=_VOCAB_SIZE - 2,
-            eos_token_id=_VOCAB_SIZE - 1,
-            pad_token_id=_VOCAB_SIZE - 1,
-            hidden_size=32,
-            intermediate_size=37,
-            layer_norm_eps=1e-05,
-            num_attention_heads=4,
-            num_hidden_layers=4,
-            vocab_size=_VOCAB_SIZE,
-            max_position_embeddings=TOKENIZER_MAX_LENGTH,
-        )
-    )
-    scheduler = EulerAncestralDiscreteScheduler(
-        beta_start=0.00085,
-        beta_end=0.012,
-        beta_schedule="scaled_linear",
-        num_train_timesteps=1000,
-        steps_offset=1,
-    )
+    text_encoder = CLIPTextModel(_text_config(bos=_VOCAB_SIZE - 2, eos=_VOCAB_SIZE - 1))
+    scheduler = EulerAncestralDiscreteScheduler(**_SCHEDULE)
     return {"unet": unet, "vae": vae, "text_encoder": text_encoder, "scheduler": scheduler}
 
 
-def make_test_model(folder: str | Path, *, seed: int = 0) -> Path:
-    """Write a tiny random-weight SD 1.x pipeline as a diffusers folder and return its path."""
+def build_tiny_sdxl_components(
+    seed: int = 0,
+    *,
+    text_widths: tuple[int, int] = (32, 32),
+    text_layers: tuple[int, int] = (4, 4),
+    projection_dim: int = 32,
+    transformer_layers_per_block: tuple[int, int] = (1, 1),
+) -> dict[str, object]:
+    """Return the components of a tiny SDXL pipeline with deterministic random weights.
+
+    As in SDXL, the UNet cross-attends to both text encoders' hidden states side by side
+    (``sum(text_widths)`` wide) and adds the ``text_time`` embedding of the second encoder's
+    projected pooled output (``projection_dim`` wide) and six size/crop numbers; the second
+    encoder uses GELU like OpenCLIP. ``text_widths``/``text_layers`` are per encoder; making
+    them differ (SDXL's are 768/1280 wide) exercises code that must not mix the two up.
+    """
+    import torch
+    from diffusers import EulerDiscreteScheduler
+    from transformers import CLIPTextModel, CLIPTextModelWithProjection
+
+    time_embed_dim = 8
+    unet = _unet(
+        seed,
+        cross_attention_dim=sum(text_widths),
+        attention_head_dim=(2, 4),
+        use_linear_projection=True,
+        transformer_layers_per_block=transformer_layers_per_block,
+        addition_embed_type="text_time",
+        addition_time_embed_dim=time_embed_dim,
+        projection_class_embeddings_input_dim=6 * time_embed_dim + projection_dim,
+    )
+    vae = _vae(seed)
+    ids = {"bos": BOS_TOKEN_ID, "eos": EOS_TOKEN_ID}
+    torch.manual_seed(seed)
+    text_encoder = CLIPTextModel(
+        _text_config(hidden_size=text_widths[0], num_hidden_layers=text_layers[0], **ids)
+    )
+    text_encoder_2 = CLIPTextModelWithProjection(
+        _text_config(
+            hidden_size=text_widths[1],
+            num_hidden_layers=text_layers[1],
+            projection_dim=projection_dim,
+            hidden_act="gelu",
+            **ids,
+        )
+    )
+    scheduler = EulerDiscreteScheduler(**_SCHEDULE, timestep_spacing="leading")
+    return {
+        "unet": unet,
+        "vae": vae,
+        "text_encoder": text_encoder,
+        "text_encoder_2": text_encoder_2,
+        "scheduler": scheduler,
+    }
+
+
+def tiny_sd_pipeline(folder: str | Path, components: dict[str, Any]) -> Any:
+    """An SD 1.x/2.x pipeline of ``components`` with the tiny tokenizer, written to ``folder/tokenizer``."""
     from diffusers import StableDiffusionPipeline
     from transformers import CLIPTokenizer
 
-    folder = Path(folder)
-    tokenizer_dir = folder / "tokenizer"
+    tokenizer_dir = Path(folder) / "tokenizer"
     write_tokenizer(tokenizer_dir)
-    tokenizer = CLIPTokenizer.from_pretrained(tokenizer_dir)
-    pipe = StableDiffusionPipeline(
-        **build_tiny_components(seed),
-        tokenizer=tokenizer,
+    return StableDiffusionPipeline(
+        **components,
+        tokenizer=CLIPTokenizer.from_pretrained(tokenizer_dir),
         safety_checker=None,
         feature_extractor=None,
         requires_safety_checker=False,
     )
+
+
+def tiny_sdxl_pipeline(folder: str | Path, components: dict[str, Any], *, pad_token_2: str = "!") -> Any:
+    """An SDXL pipeline of ``components`` with the tiny tokenizer (written to ``folder/tokenizer``).
+
+    The second tokenizer is the same vocabulary padding with ``pad_token_2``: "!" as SDXL's does.
+    """
+    from diffusers import StableDiffusionXLPipeline
+    from transformers import CLIPTokenizer
+
+    tokenizer_dir = Path(folder) / "tokenizer"
+    write_tokenizer(tokenizer_dir)
+    return StableDiffusionXLPipeline(
+        **components,
+        tokenizer=CLIPTokenizer.from_pretrained(tokenizer_dir),
+        tokenizer_2=CLIPTokenizer.from_pretrained(tokenizer_dir, pad_token=pad_token_2),
+        add_watermarker=False,
+    )
+
+
+def _save(pipe: Any, folder: Path) -> Path:
     pipe.save_pretrained(folder, safe_serialization=True)
     log.info("wrote a tiny random-weight test model to %s", folder)
     return folder
+
+
+def make_test_model(folder: str | Path, *, seed: int = 0) -> Path:
+    """Write a tiny random-weight SD 1.x pipeline as a diffusers folder and return its path."""
+    folder = Path(folder)
+    return _save(tiny_sd_pipeline(folder, build_tiny_components(seed)), folder)
+
+
+def make_test_sdxl_model(folder: str | Path, *, seed: int = 0, **variant: Any) -> Path:
+    """Write a tiny random-weight SDXL pipeline as a diffusers folder and return its path.
+
+    ``variant`` takes ``build_tiny_sdxl_components``' keyword arguments.
+    """
+    folder = Path(folder)
+    return _save(tiny_sdxl_pipeline(folder, build_tiny_sdxl_components(seed, **variant)), folder)

@@ -14,6 +14,8 @@ from PIL import Image
 from pipeline.engine import Engine, StepProgress
 from pipeline.request import GenerationRequest
 
+pytest_plugins = ["tests.fixtures_models"]
+
 
 @dataclass(frozen=True)
 class TinyXL:
@@ -23,83 +25,11 @@ class TinyXL:
     architecture: str = "sdxl"
 
 
-def tiny_sdxl_pipeline(tokenizer_dir: Path) -> Any:
-    """A few-thousand-parameter SDXL pipeline with the real layout (two text encoders, text_time)."""
-    import torch
-    from diffusers import (
-        AutoencoderKL,
-        EulerDiscreteScheduler,
-        StableDiffusionXLPipeline,
-        UNet2DConditionModel,
-    )
-    from transformers import CLIPTextConfig, CLIPTextModel, CLIPTextModelWithProjection, CLIPTokenizer
-
-    from pipeline.testmodel import write_tokenizer
-
-    torch.manual_seed(0)
-    unet = UNet2DConditionModel(
-        block_out_channels=(32, 64),
-        layers_per_block=1,
-        sample_size=32,
-        in_channels=4,
-        out_channels=4,
-        down_block_types=("DownBlock2D", "CrossAttnDownBlock2D"),
-        up_block_types=("CrossAttnUpBlock2D", "UpBlock2D"),
-        attention_head_dim=(2, 4),
-        use_linear_projection=True,
-        addition_embed_type="text_time",
-        addition_time_embed_dim=8,
-        transformer_layers_per_block=(1, 1),
-        projection_class_embeddings_input_dim=6 * 8 + 32,
-        cross_attention_dim=64,
-        norm_num_groups=8,
-    )
-    vae = AutoencoderKL(
-        block_out_channels=(8, 16),
-        in_channels=3,
-        out_channels=3,
-        down_block_types=("DownEncoderBlock2D",) * 2,
-        up_block_types=("UpDecoderBlock2D",) * 2,
-        latent_channels=4,
-        norm_num_groups=4,
-        sample_size=128,
-    )
-    config = CLIPTextConfig(
-        bos_token_id=0,
-        eos_token_id=2,
-        hidden_size=32,
-        intermediate_size=37,
-        layer_norm_eps=1e-05,
-        num_attention_heads=4,
-        num_hidden_layers=3,
-        pad_token_id=1,
-        vocab_size=1000,
-        projection_dim=32,
-    )
-    write_tokenizer(tokenizer_dir)
-    tokenizer = CLIPTokenizer.from_pretrained(tokenizer_dir)
-    scheduler = EulerDiscreteScheduler(
-        beta_start=0.00085,
-        beta_end=0.012,
-        beta_schedule="scaled_linear",
-        steps_offset=1,
-        timestep_spacing="leading",
-    )
-    return StableDiffusionXLPipeline(
-        vae=vae,
-        text_encoder=CLIPTextModel(config),
-        text_encoder_2=CLIPTextModelWithProjection(config),
-        tokenizer=tokenizer,
-        tokenizer_2=tokenizer,
-        unet=unet,
-        scheduler=scheduler,
-        add_watermarker=False,
-    )
-
-
 @pytest.fixture(scope="module")
-def xl_engine(tmp_path_factory: pytest.TempPathFactory) -> Engine:
-    return Engine(TinyXL(tiny_sdxl_pipeline(tmp_path_factory.mktemp("sdxl-tokenizer"))))
+def xl_engine(tiny_sdxl_dir: Path) -> Engine:
+    from diffusers import StableDiffusionXLPipeline
+
+    return Engine(TinyXL(StableDiffusionXLPipeline.from_pretrained(tiny_sdxl_dir, add_watermarker=False)))
 
 
 def request(**changes: Any) -> GenerationRequest:

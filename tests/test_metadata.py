@@ -114,7 +114,7 @@ def test_crlf_in_prompt_is_written_as_lf() -> None:
 
 _TEXT_ALPHABET = st.characters(
     blacklist_categories=("Cs", "Cc"), blacklist_characters="\u2028\u2029\x85"
-) | st.sampled_from(list(',:"\'\n()[]<>{}\\ '))
+) | st.sampled_from(list(",:\"'\n()[]<>{}\\ "))
 _PROMPT = st.text(_TEXT_ALPHABET, min_size=1, max_size=200)
 _NAME = st.text(_TEXT_ALPHABET, min_size=1, max_size=40).map(str.strip).filter(bool)
 

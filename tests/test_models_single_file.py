@@ -24,6 +24,7 @@ from pipeline.models import (
     tokenizer,
 )
 from pipeline.models.config_folder import SCHEDULER, shipped_configs
+from pipeline.testmodel import build_tiny_sdxl_components, tiny_sd_pipeline, tiny_sdxl_pipeline
 
 CPU = torch.device("cpu")
 COMPONENTS = ("unet", "vae", "text_encoder", "text_encoder_2")
@@ -171,51 +172,55 @@ def test_derived_configs_load_the_exact_weights(tiny_sd1: Any, tiny_model_dir: P
     assert _image(loaded.pipe).shape == (64, 64, 3)
 
 
-def _conventional_tiny_sd1(folder: Path) -> Any:
-    """A tiny SD 1.x pipeline that follows SD's conventions (32 groups, 8 heads, 64-wide text heads)."""
-    from diffusers import AutoencoderKL, PNDMScheduler, StableDiffusionPipeline, UNet2DConditionModel
-    from transformers import CLIPTextConfig, CLIPTextModel, CLIPTokenizer
+def _tiny_sd(
+    folder: Path,
+    seed: int,
+    scheduler: Any,
+    *,
+    unet: dict[str, Any],
+    vae: dict[str, Any],
+    text: dict[str, Any],
+) -> Any:
+    """A tiny SD 1.x/2.x pipeline (cross-attention in the first UNet block), seeded once.
 
-    from pipeline.testmodel import write_tokenizer
+    ``unet``, ``vae`` and ``text`` (the text encoder's) are the configs that differ between the
+    variants. The tokenizer goes to ``folder/tokenizer``.
+    """
+    from diffusers import AutoencoderKL, UNet2DConditionModel
+    from transformers import CLIPTextConfig, CLIPTextModel
 
-    torch.manual_seed(3)
-    unet = UNet2DConditionModel(
+    torch.manual_seed(seed)
+    unet_model = UNet2DConditionModel(
         block_out_channels=(32, 64),
         layers_per_block=1,
         down_block_types=("CrossAttnDownBlock2D", "DownBlock2D"),
         up_block_types=("UpBlock2D", "CrossAttnUpBlock2D"),
-        cross_attention_dim=64,
-        attention_head_dim=8,
+        **unet,
     )
-    vae = AutoencoderKL(
-        block_out_channels=(32, 32, 64, 64),
-        down_block_types=("DownEncoderBlock2D",) * 4,
-        up_block_types=("UpDecoderBlock2D",) * 4,
-        layers_per_block=1,
-    )
+    vae_model = AutoencoderKL(**vae)
     text_encoder = CLIPTextModel(
-        CLIPTextConfig(
-            hidden_size=64,
-            intermediate_size=96,
-            num_attention_heads=1,
-            num_hidden_layers=2,
-            vocab_size=1000,
-            bos_token_id=0,
-            eos_token_id=2,
-            pad_token_id=1,
-        )
+        CLIPTextConfig(vocab_size=1000, bos_token_id=0, eos_token_id=2, pad_token_id=1, **text)
     )
-    scheduler = PNDMScheduler.from_config(shipped_configs("sd1")[SCHEDULER])
-    write_tokenizer(folder / "tokenizer")
-    return StableDiffusionPipeline(
-        unet=unet,
-        vae=vae,
-        text_encoder=text_encoder,
-        tokenizer=CLIPTokenizer.from_pretrained(folder / "tokenizer"),
-        scheduler=scheduler,
-        safety_checker=None,
-        feature_extractor=None,
-        requires_safety_checker=False,
+    components = {"unet": unet_model, "vae": vae_model, "text_encoder": text_encoder, "scheduler": scheduler}
+    return tiny_sd_pipeline(folder, components)
+
+
+def _conventional_tiny_sd1(folder: Path) -> Any:
+    """A tiny SD 1.x pipeline that follows SD's conventions (32 groups, 8 heads, 64-wide text heads)."""
+    from diffusers import PNDMScheduler
+
+    return _tiny_sd(
+        folder,
+        3,
+        PNDMScheduler.from_config(shipped_configs("sd1")[SCHEDULER]),
+        unet={"cross_attention_dim": 64, "attention_head_dim": 8},
+        vae={
+            "block_out_channels": (32, 32, 64, 64),
+            "down_block_types": ("DownEncoderBlock2D",) * 4,
+            "up_block_types": ("UpDecoderBlock2D",) * 4,
+            "layers_per_block": 1,
+        },
+        text={"hidden_size": 64, "intermediate_size": 96, "num_attention_heads": 1, "num_hidden_layers": 2},
     )
 
 
@@ -334,46 +339,26 @@ def test_a_tokenizer_larger_than_the_text_encoder_is_refused(tiny_sd1: Any, tmp_
 
 
 def _tiny_sd2(folder: Path) -> Any:
-    from diffusers import AutoencoderKL, DDIMScheduler, StableDiffusionPipeline, UNet2DConditionModel
-    from transformers import CLIPTextConfig, CLIPTextModel, CLIPTokenizer
+    from diffusers import DDIMScheduler
 
-    from pipeline.testmodel import write_tokenizer
-
-    torch.manual_seed(1)
-    unet = UNet2DConditionModel(
-        block_out_channels=(32, 64),
-        layers_per_block=1,
-        down_block_types=("CrossAttnDownBlock2D", "DownBlock2D"),
-        up_block_types=("UpBlock2D", "CrossAttnUpBlock2D"),
-        cross_attention_dim=32,
-        attention_head_dim=(2, 4),
-        use_linear_projection=True,
-        norm_num_groups=8,
-    )
-    vae = AutoencoderKL(block_out_channels=(8, 16), norm_num_groups=4, **_two_level_vae())
-    text_encoder = CLIPTextModel(
-        CLIPTextConfig(
-            hidden_size=32,
-            intermediate_size=37,
-            num_attention_heads=4,
-            num_hidden_layers=3,
-            vocab_size=1000,
-            hidden_act="gelu",
-            bos_token_id=0,
-            eos_token_id=2,
-            pad_token_id=1,
-        )
-    )
-    write_tokenizer(folder / "tokenizer")
-    return StableDiffusionPipeline(
-        unet=unet,
-        vae=vae,
-        text_encoder=text_encoder,
-        tokenizer=CLIPTokenizer.from_pretrained(folder / "tokenizer"),
-        scheduler=DDIMScheduler(prediction_type="v_prediction", beta_schedule="scaled_linear"),
-        safety_checker=None,
-        feature_extractor=None,
-        requires_safety_checker=False,
+    return _tiny_sd(
+        folder,
+        1,
+        DDIMScheduler(prediction_type="v_prediction", beta_schedule="scaled_linear"),
+        unet={
+            "cross_attention_dim": 32,
+            "attention_head_dim": (2, 4),
+            "use_linear_projection": True,
+            "norm_num_groups": 8,
+        },
+        vae={"block_out_channels": (8, 16), "norm_num_groups": 4, **_two_level_vae()},
+        text={
+            "hidden_size": 32,
+            "intermediate_size": 37,
+            "num_attention_heads": 4,
+            "num_hidden_layers": 3,
+            "hidden_act": "gelu",
+        },
     )
 
 
@@ -416,56 +401,10 @@ def test_sd2_prediction_type_is_probed_when_nothing_says(
 
 def _tiny_sdxl(folder: Path) -> Any:
     """SDXL's layout at toy size; the two text encoders differ in width, as in SDXL (768 / 1280)."""
-    from diffusers import (
-        AutoencoderKL,
-        EulerDiscreteScheduler,
-        StableDiffusionXLPipeline,
-        UNet2DConditionModel,
+    components = build_tiny_sdxl_components(
+        2, text_widths=(32, 64), text_layers=(2, 3), projection_dim=48, transformer_layers_per_block=(1, 2)
     )
-    from transformers import CLIPTextConfig, CLIPTextModel, CLIPTextModelWithProjection, CLIPTokenizer
-
-    from pipeline.testmodel import write_tokenizer
-
-    torch.manual_seed(2)
-    unet = UNet2DConditionModel(
-        block_out_channels=(32, 64),
-        layers_per_block=1,
-        down_block_types=("DownBlock2D", "CrossAttnDownBlock2D"),
-        up_block_types=("CrossAttnUpBlock2D", "UpBlock2D"),
-        attention_head_dim=(2, 4),
-        use_linear_projection=True,
-        addition_embed_type="text_time",
-        addition_time_embed_dim=8,
-        transformer_layers_per_block=(1, 2),
-        projection_class_embeddings_input_dim=6 * 8 + 48,
-        cross_attention_dim=32 + 64,
-        norm_num_groups=8,
-        sample_size=32,
-    )
-    vae = AutoencoderKL(block_out_channels=(8, 16), norm_num_groups=4, sample_size=64, **_two_level_vae())
-    common = {
-        "intermediate_size": 37,
-        "num_attention_heads": 4,
-        "vocab_size": 1000,
-        "bos_token_id": 0,
-        "eos_token_id": 2,
-        "pad_token_id": 1,
-    }
-    text_encoder = CLIPTextModel(CLIPTextConfig(hidden_size=32, num_hidden_layers=2, **common))
-    text_encoder_2 = CLIPTextModelWithProjection(
-        CLIPTextConfig(hidden_size=64, num_hidden_layers=3, projection_dim=48, hidden_act="gelu", **common)
-    )
-    write_tokenizer(folder / "tokenizer")
-    write_tokenizer(folder / "tokenizer_2")
-    return StableDiffusionXLPipeline(
-        unet=unet,
-        vae=vae,
-        text_encoder=text_encoder,
-        text_encoder_2=text_encoder_2,
-        tokenizer=CLIPTokenizer.from_pretrained(folder / "tokenizer"),
-        tokenizer_2=CLIPTokenizer.from_pretrained(folder / "tokenizer_2"),
-        scheduler=EulerDiscreteScheduler(beta_schedule="scaled_linear", beta_start=0.00085, beta_end=0.012),
-    )
+    return tiny_sdxl_pipeline(folder, components)
 
 
 def test_sdxl_folder_and_single_file_round_trip(tmp_path: Path) -> None:

@@ -12,7 +12,8 @@ import pytest
 import torch
 
 from pipeline.prompt.embeddings import PromptEmbeddings, chunk_count, encode_prompt_batch
-from pipeline.testmodel import write_tokenizer
+
+pytest_plugins = ["tests.fixtures_models"]
 
 ATOL = 1e-5
 
@@ -40,73 +41,27 @@ def biased_sd1(tiny_model_dir: Path) -> Any:
 
 
 @pytest.fixture(scope="module")
-def sdxl(tmp_path_factory: pytest.TempPathFactory) -> Any:
-    """A tiny random SDXL pipeline; the second tokenizer pads with "!" as SDXL's does."""
-    from diffusers import (
-        AutoencoderKL,
-        EulerDiscreteScheduler,
-        StableDiffusionXLPipeline,
-        UNet2DConditionModel,
-    )
-    from transformers import CLIPTextConfig, CLIPTextModel, CLIPTextModelWithProjection, CLIPTokenizer
+def sdxl(tiny_sdxl_dir: Path) -> Any:
+    """The tiny random SDXL pipeline; its second tokenizer pads with "!" as SDXL's does."""
+    from diffusers import StableDiffusionXLPipeline
 
-    folder = tmp_path_factory.mktemp("sdxl-tokenizer")
-    write_tokenizer(folder)
-    tokenizer = CLIPTokenizer.from_pretrained(folder)
-    tokenizer_2 = CLIPTokenizer.from_pretrained(folder, pad_token="!")
-    text_config = {
-        "bos_token_id": tokenizer.bos_token_id,
-        "eos_token_id": tokenizer.eos_token_id,
-        "pad_token_id": tokenizer.pad_token_id,
-        "hidden_size": 32,
-        "intermediate_size": 37,
-        "num_attention_heads": 4,
-        "num_hidden_layers": 4,
-        "vocab_size": 1000,
-        "max_position_embeddings": 77,
-        "projection_dim": 32,
-    }
-    torch.manual_seed(0)
-    text_encoder = CLIPTextModel(CLIPTextConfig(**text_config))
-    text_encoder_2 = CLIPTextModelWithProjection(CLIPTextConfig(**text_config))
-    unet = UNet2DConditionModel(
-        block_out_channels=(32, 64),
-        layers_per_block=1,
-        sample_size=8,
-        in_channels=4,
-        out_channels=4,
-        down_block_types=("DownBlock2D", "CrossAttnDownBlock2D"),
-        up_block_types=("CrossAttnUpBlock2D", "UpBlock2D"),
-        attention_head_dim=(2, 4),
-        use_linear_projection=True,
-        addition_embed_type="text_time",
-        addition_time_embed_dim=8,
-        projection_class_embeddings_input_dim=6 * 8 + 32,
-        cross_attention_dim=64,
-        norm_num_groups=8,
-    )
-    vae = AutoencoderKL(
-        block_out_channels=(8, 16),
-        in_channels=3,
-        out_channels=3,
-        down_block_types=("DownEncoderBlock2D",) * 2,
-        up_block_types=("UpDecoderBlock2D",) * 2,
-        latent_channels=4,
-        norm_num_groups=8,
-    )
-    return StableDiffusionXLPipeline(
-        vae=vae,
-        text_encoder=text_encoder,
-        text_encoder_2=text_encoder_2,
-        tokenizer=tokenizer,
-        tokenizer_2=tokenizer_2,
-        unet=unet,
-        scheduler=EulerDiscreteScheduler(),
-    )
+    return StableDiffusionXLPipeline.from_pretrained(tiny_sdxl_dir)
 
 
 def encode(pipe: Any, prompt: str, negative: str = "", **options: Any) -> PromptEmbeddings:
     return encode_prompt_batch(pipe, [(prompt, negative)], **options)
+
+
+def run_on(pipe: Any, embeddings: PromptEmbeddings) -> torch.Tensor:
+    """The latents of one seeded 64x64 denoising step of ``pipe`` on precomputed ``embeddings``."""
+    return pipe(
+        **embeddings.as_pipeline_kwargs(),
+        height=64,
+        width=64,
+        num_inference_steps=1,
+        output_type="latent",
+        generator=torch.Generator().manual_seed(0),
+    ).images
 
 
 def chunk_of(tensor: torch.Tensor, index: int) -> torch.Tensor:
@@ -232,14 +187,7 @@ def test_dtype_follows_the_text_encoder(tiny_model_dir: Path) -> None:
 
 def test_a_pipeline_runs_on_multi_chunk_embeddings(sd1: Any) -> None:
     embeddings = encode_prompt_batch(sd1, [("(a fox:1.2) " + "x" * 100, "blurry")])
-    latents = sd1(
-        **embeddings.as_pipeline_kwargs(),
-        height=64,
-        width=64,
-        num_inference_steps=1,
-        output_type="latent",
-        generator=torch.Generator().manual_seed(0),
-    ).images
+    latents = run_on(sd1, embeddings)
     assert latents.shape == (1, 4, 8, 8)
     assert torch.isfinite(latents).all()
 
@@ -293,14 +241,7 @@ def test_sdxl_pooled_comes_from_the_first_chunk_and_clip_skip_changes_layers(sdx
 
 def test_sdxl_pipeline_runs_on_weighted_embeddings(sdxl: Any) -> None:
     embeddings = encode_prompt_batch(sdxl, [("a (red:1.3) fox BREAK snow", "blurry")])
-    latents = sdxl(
-        **embeddings.as_pipeline_kwargs(),
-        height=64,
-        width=64,
-        num_inference_steps=1,
-        output_type="latent",
-        generator=torch.Generator().manual_seed(0),
-    ).images
+    latents = run_on(sdxl, embeddings)
     side = 64 // sdxl.vae_scale_factor
     assert latents.shape == (1, 4, side, side)
     assert torch.isfinite(latents).all()

@@ -1,0 +1,122 @@
+"""``python main.py run`` as a separate process, pointed at the Discord double by its settings.
+
+This is how an admin (or a reviewer with their own double) runs nanke: only the environment
+says where Discord is. The process is killed and restarted, and the old buttons still work.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import signal
+import sqlite3
+import sys
+from collections.abc import Callable
+from pathlib import Path
+
+import pytest
+
+from tests.discord_double import DiscordDouble
+from tests.discord_double.client import DEFAULT_TOKEN
+
+pytest_plugins = ["tests.discord_double.fixtures"]
+
+ROOT = Path(__file__).resolve().parent.parent
+TIMEOUT = 90.0
+
+
+async def start_process(double: DiscordDouble, data_dir: Path, model_dir: Path) -> asyncio.subprocess.Process:
+    env = {
+        **os.environ,
+        "DISCORD_TOKEN": DEFAULT_TOKEN,
+        "DISCORD_API_BASE": double.api_base,
+        "DISCORD_GATEWAY_URL": double.gateway_url,
+        "NANKE_MODEL": str(model_dir),
+        "NANKE_DATA_DIR": str(data_dir),
+        "NANKE_DEVICE": "cpu",
+        "PYTHONUNBUFFERED": "1",
+    }
+    connected = len(double.gateway.sessions)
+    process = await asyncio.create_subprocess_exec(
+        sys.executable,
+        str(ROOT / "main.py"),
+        "run",
+        cwd=data_dir.parent,
+        env=env,
+        stdout=asyncio.subprocess.DEVNULL,
+        stderr=asyncio.subprocess.DEVNULL,
+    )
+    await double.wait_for(
+        lambda: (len(double.gateway.sessions) > connected and double.commands.list(None)) or None,
+        timeout=TIMEOUT,
+    )
+    return process
+
+
+async def stop_process(process: asyncio.subprocess.Process, sig: int = signal.SIGTERM) -> None:
+    if process.returncode is None:
+        process.send_signal(sig)
+        try:
+            await asyncio.wait_for(process.wait(), timeout=30)
+        except TimeoutError:
+            process.kill()
+            await process.wait()
+
+
+def delivered(data_dir: Path, job_id: int) -> bool:
+    """Whether the process has recorded job ``job_id`` as delivered (read from its database)."""
+    with sqlite3.connect(data_dir / "nanke.db") as connection:
+        row = connection.execute("SELECT status FROM deliveries WHERE job_id = ?", (job_id,)).fetchone()
+    return row is not None and row[0] == "delivered"
+
+
+async def until(condition: Callable[[], bool], timeout: float = TIMEOUT) -> None:
+    """Poll ``condition`` (state outside the double, such as the process's database)."""
+    deadline = asyncio.get_running_loop().time() + timeout
+    while not condition():
+        if asyncio.get_running_loop().time() > deadline:
+            raise TimeoutError(f"timed out after {timeout}s")
+        await asyncio.sleep(0.1)
+
+
+def results(double: DiscordDouble) -> list:
+    return [m for m in double.messages() if m.attachments]
+
+
+def buttons(message) -> list[str]:
+    return [
+        c["custom_id"] for row in message.components for c in row.get("components", []) if "custom_id" in c
+    ]
+
+
+@pytest.mark.slow
+async def test_main_run_serves_imagine_and_old_buttons_survive_a_kill(
+    discord_double: DiscordDouble, tmp_path: Path, tiny_model_dir: Path
+) -> None:
+    data_dir = tmp_path / "data"
+    process = await start_process(discord_double, data_dir, tiny_model_dir)
+    try:
+        command = await discord_double.send_slash_command(
+            name="imagine", options={"prompt": "a red fox --n 4 --steps 2 --seed 5 --size 64x64"}
+        )
+        assert (await command.wait_for_response()).type == 5
+        grid = (await discord_double.wait_for(lambda: results(discord_double) or None, timeout=TIMEOUT))[-1]
+        assert [c.get("label") for row in grid.components for c in row["components"]][:4] == [
+            "U1",
+            "U2",
+            "U3",
+            "U4",
+        ]
+        await until(lambda: delivered(data_dir, 1))
+    finally:
+        await stop_process(process, signal.SIGKILL)  # no clean shutdown: a crash
+
+    process = await start_process(discord_double, data_dir, tiny_model_dir)
+    try:
+        await discord_double.click_button(grid, buttons(grid)[2])  # U3, posted by the killed process
+        await discord_double.wait_for(lambda: len(results(discord_double)) >= 2 or None, timeout=TIMEOUT)
+        assert "Upscale of #1 image 3" in results(discord_double)[-1].content
+        assert len(results(discord_double)) == 2, "nothing was delivered twice"
+    finally:
+        await stop_process(process)
+    assert process.returncode == 0, "SIGTERM is a clean stop"
