@@ -10,16 +10,25 @@ import discord
 from discord.ext import commands
 
 from bot.buttons import DYNAMIC_ITEMS
+from bot.community import Community
 from bot.delivery import Deliverer
 from bot.errors import report_error
 from bot.flow import JobFlow
+from bot.listing import Listings
 from bot.services import Services
 from bot.settings import Settings
+from bot.sharing import Sharing
 from pipeline.worker import WorkerEvents
 
 log = logging.getLogger(__name__)
 
-COGS = ("bot.cogs.imagine", "bot.cogs.reproduce")
+COGS = (
+    "bot.cogs.imagine",
+    "bot.cogs.reproduce",
+    "bot.cogs.prompts",
+    "bot.cogs.gallery",
+    "bot.cogs.settings",
+)
 RETRY_INTERVAL = 5.0
 
 
@@ -49,6 +58,9 @@ class NankeBot(commands.Bot):
         self.services = services
         self.deliverer = Deliverer(self, services.jobs)
         self.flow = JobFlow(self, services.jobs, self.deliverer)
+        self.community = Community(services.jobs)
+        self.listings = Listings(self)
+        self.sharing = Sharing(self)
         self._retry_task: asyncio.Task[None] | None = None
 
     async def setup_hook(self) -> None:

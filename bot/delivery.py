@@ -262,6 +262,18 @@ class Deliverer:
         guild = self.bot.get_guild(delivery.guild_id) if delivery.guild_id else None
         return guild.filesize_limit if guild else render.DEFAULT_UPLOAD_LIMIT
 
+    async def attachment(self, job: JobSnapshot, *, max_bytes: int) -> discord.File | None:
+        """The job's image (or grid) as an upload under ``max_bytes``; ``None`` if it has none or
+        it cannot fit (for /show and the showcase, which post a finished job again)."""
+        images = await asyncio.to_thread(self._load_images, job)
+        if not images:
+            return None
+        try:
+            return await asyncio.to_thread(render.result_file, job, images, max_bytes=max_bytes)
+        except UploadTooLarge as error:
+            log.warning("job %d: %s; posting it without the image", job.id, error)
+            return None
+
     # -- database side (run in a thread) ------------------------------------------------------
 
     def _delivery(self, job_id: int) -> Delivery | None:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+from dataclasses import replace
 from typing import TYPE_CHECKING
 
 import discord
@@ -11,6 +12,7 @@ import discord
 from bot.delivery import TOKEN_LIFETIME, Deliverer
 from bot.errors import JobGone, report_error
 from pipeline.jobs import Destination, JobService, JobSnapshot, Requester
+from pipeline.prompt.flags import parse_prompt
 from pipeline.request import GenerationRequest
 from storage.errors import JobNotFound
 
@@ -28,19 +30,48 @@ class JobFlow:
         self.service = service
         self.deliverer = deliverer
 
-    async def start(self, interaction: discord.Interaction, request: GenerationRequest) -> JobSnapshot | None:
-        """/imagine: defer (unless the handler already did), store the job, show its place in the queue.
+    def prepare(self, text: str, **options: object) -> tuple[GenerationRequest, bool]:
+        """Prompt text with flags (and /imagine's options, which win) → a validated request, and
+        whether ``--private`` was given. Raises :class:`PipelineError` for bad input; no I/O."""
+        parsed = parse_prompt(text)
+        request = replace(parsed.request, **{k: v for k, v in options.items() if v is not None})
+        if request.model is not None:
+            request = replace(
+                request, model=self.bot.services.catalog.resolve(request.model, allow_paths=False).name
+            )
+        return request.validate(max_pixels=self.bot.settings.max_pixels), parsed.private
+
+    async def start(
+        self,
+        interaction: discord.Interaction,
+        request: GenerationRequest,
+        *,
+        private: bool | None = None,
+        kind: str = "imagine",
+        parent_id: int | None = None,
+    ) -> JobSnapshot | None:
+        """/imagine (and remixes): defer (unless the handler already did), store the job, show its
+        place in the queue. ``private=None``: the member's default (``/settings private``).
 
         ``request`` has been validated already, so invalid input never reaches this point.
         """
         if not interaction.response.is_done():
             await interaction.response.defer(thinking=True)
         try:
+            if private is None:
+                private = await asyncio.to_thread(
+                    self.bot.community.private_by_default,
+                    discord_id=interaction.user.id,
+                    name=interaction.user.display_name,
+                )
             job = await asyncio.to_thread(
                 self.service.submit,
                 request,
                 requester=_requester(interaction),
                 destination=_destination(interaction),
+                kind=kind,
+                parent_id=parent_id,
+                private=private,
             )
         except Exception as error:
             await self.retract(interaction, error)

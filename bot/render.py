@@ -17,15 +17,18 @@ DEFAULT_UPLOAD_LIMIT = 10 * 1024 * 1024
 TOO_LARGE_NOTE = (
     "⚠️ The image is too large to attach in this channel; `main.py show` on the host has the file."
 )
+THUMBNAIL_SIDE = 160
 KIND_WORDS = {"reroll": "Reroll", "upscale": "Upscale", "variation": "Variation", "remix": "Remix"}
 
 
 def headline(job: JobSnapshot) -> str:
     """One line naming the job: its prompt (shortened) and, for children, what it derives from."""
-    prompt = _shorten(job.request.prompt, 180)
+    prompt = shorten(job.request.prompt, 180)
     if job.kind in KIND_WORDS and job.parent_id is not None:
         image = f" image {job.parent_image_index + 1}" if job.parent_image_index is not None else ""
-        return f"**{prompt}** — {KIND_WORDS[job.kind]} of #{job.parent_id}{image}"
+        # A remix credits the original author by name: plain text, so nobody is pinged.
+        credit = f" by @{job.parent_owner_name}" if job.kind == "remix" and job.parent_owner_name else ""
+        return f"**{prompt}** — {KIND_WORDS[job.kind]} of #{job.parent_id}{image}{credit}"
     return f"**{prompt}**"
 
 
@@ -54,9 +57,9 @@ def failure_text(job: JobSnapshot, mention: str | None = None) -> str:
 def result_embed(job: JobSnapshot) -> discord.Embed:
     """Prompt, negative prompt, seeds, steps, sampler, CFG, size, model and job id."""
     request = job.request
-    embed = discord.Embed(description=_shorten(request.prompt, 4000), colour=EMBED_COLOUR)
+    embed = discord.Embed(description=shorten(request.prompt, 4000), colour=EMBED_COLOUR)
     if request.negative_prompt:
-        embed.add_field(name="Negative prompt", value=_shorten(request.negative_prompt, 1000), inline=False)
+        embed.add_field(name="Negative prompt", value=shorten(request.negative_prompt, 1000), inline=False)
     seeds = [image.seed for image in job.images] or request.seeds
     embed.add_field(name="Seed" if len(seeds) == 1 else "Seeds", value=", ".join(map(str, seeds)))
     embed.add_field(name="Steps", value=str(request.steps))
@@ -84,17 +87,31 @@ def result_file(
     PNG when it fits and otherwise in a high-quality WebP or JPEG.
     """
     picture = make_grid(images) if len(images) > 1 else images[0]
-    parameters = format_infotext(
+    encoded = encode_for_upload(picture, parameters_text(job), max_bytes=max_bytes)
+    stem = "grid" if len(images) > 1 else "image"
+    return discord.File(io.BytesIO(encoded.data), filename=f"nanke-{job.id}-{stem}{encoded.suffix}")
+
+
+def parameters_text(job: JobSnapshot) -> str:
+    """AUTOMATIC1111's ``parameters`` text of the job's first image (what its PNG carries)."""
+    return format_infotext(
         job.request,
         seed=job.images[0].seed if job.images else job.request.seeds[0],
         model_name=job.model_name,
         model_hash=job.model_hash,
     )
-    encoded = encode_for_upload(picture, parameters, max_bytes=max_bytes)
-    stem = "grid" if len(images) > 1 else "image"
-    return discord.File(io.BytesIO(encoded.data), filename=f"nanke-{job.id}-{stem}{encoded.suffix}")
 
 
-def _shorten(text: str, limit: int) -> str:
+def thumbnail_file(data: bytes, filename: str, *, side: int = THUMBNAIL_SIDE) -> discord.File:
+    """A small PNG of an image file's bytes, for listings."""
+    picture = Image.open(io.BytesIO(data)).convert("RGB")
+    picture.thumbnail((side, side))
+    buffer = io.BytesIO()
+    picture.save(buffer, format="PNG")
+    return discord.File(io.BytesIO(buffer.getvalue()), filename=filename)
+
+
+def shorten(text: str, limit: int) -> str:
+    """``text`` on one line, cut to ``limit`` characters with an ellipsis."""
     text = " ".join(text.split())
     return text if len(text) <= limit else text[: limit - 1] + "…"

@@ -17,7 +17,7 @@ from sqlalchemy.pool import NullPool
 
 from storage import models
 from storage.engine import make_engine
-from storage.migrate import check_foreign_keys
+from storage.migrate import check_foreign_keys, include_object
 from storage.timestamps import UTCDateTime
 
 log = logging.getLogger(__name__)
@@ -46,6 +46,8 @@ def options(connection: Connection | None) -> dict[str, Any]:
         "render_as_batch": True,
         "compare_type": True,
         "render_item": render_item,
+        # The prompt search index (job_search*, migration 0003) has no model: never compare or drop it.
+        "include_object": include_object,
     }
     if connection is not None and connection.dialect.name == "sqlite":
         # storage.engine makes SQLite emit BEGIN, so the whole upgrade is one transaction.

@@ -96,6 +96,10 @@ class JobSnapshot:
     images: tuple[ImageSnapshot, ...] = field(default_factory=tuple)
     environment_json: str | None = None
     """How a finished job was made (device, dtype, library versions, its batch): see the worker."""
+    private: bool = False
+    """Kept out of listings, search and the showcase."""
+    parent_owner_name: str | None = None
+    """Who made the parent job (a remix credits them)."""
 
     @property
     def finished(self) -> bool:
@@ -124,6 +128,8 @@ class JobSnapshot:
                 ImageSnapshot(i.index, i.seed, i.width, i.height, i.sha256, i.path) for i in job.images
             ),
             environment_json=job.environment_json,
+            private=job.private,
+            parent_owner_name=job.parent.owner.name if job.parent is not None else None,
         )
 
 
@@ -159,6 +165,7 @@ class JobService:
         parent_id: int | None = None,
         parent_image_index: int | None = None,
         max_pixels: int | None = None,
+        private: bool = False,
     ) -> JobSnapshot:
         """Validate ``request``, give it a seed and store it as a queued job (with its delivery).
 
@@ -188,6 +195,7 @@ class JobService:
                 guild_id=destination.guild_id if destination else None,
                 channel_id=destination.channel_id if destination else None,
                 model_name=request.model,
+                private=private,
             )
             if destination is not None:
                 create_delivery(
@@ -229,6 +237,7 @@ class JobService:
                 destination=destination,
                 parent_id=parent_id,
                 max_pixels=max(self.max_pixels, request.width * request.height),
+                private=parent.private,
             )
         if parent.status != "done" or not 0 <= index < len(parent.images):
             raise PipelineError(f"Job {parent_id} has no image {index + 1} to work from.")
@@ -261,6 +270,7 @@ class JobService:
             parent_id=parent_id,
             parent_image_index=index,
             max_pixels=max_pixels,
+            private=parent.private,
         )
 
     # -- reading --------------------------------------------------------------------------------

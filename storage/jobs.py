@@ -47,6 +47,7 @@ def create_job(
     channel_id: int | None = None,
     priority: int = 0,
     model_name: str | None = None,
+    private: bool = False,
 ) -> Job:
     """Add a queued job; it has its id on return."""
     if kind not in JOB_KINDS:
@@ -62,6 +63,7 @@ def create_job(
         channel_id=channel_id,
         priority=priority,
         model_name=model_name,
+        private=private,
         status="queued",
         attempts=0,
         cancel_requested=False,

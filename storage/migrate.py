@@ -27,6 +27,11 @@ from storage.errors import DatabaseNotMigrated, StorageError
 
 log = logging.getLogger(__name__)
 
+SEARCH_INDEX_PREFIX = "job_search"
+"""The prompt search index (migration 0003) is named ``job_search*``: an FTS5 virtual table, its
+shadow tables and triggers on SQLite, a GIN index on PostgreSQL. It has no model, so Alembic's
+model-to-database comparison must skip it (:func:`include_object`)."""
+
 MIGRATIONS_DIR = Path(migrations.__file__).resolve().parent
 
 
@@ -130,3 +135,11 @@ def check_foreign_keys(connection: Connection) -> None:
     if problems:
         first = tuple(problems[0])
         raise StorageError(f"The migration broke {len(problems)} foreign key(s), the first: {first}.")
+
+
+def include_object(obj: object, name: str | None, type_: str, reflected: bool, compare_to: object) -> bool:
+    """Alembic's ``include_object`` filter: leave out the search index, which no model describes.
+
+    Used by ``migrations/env.py`` (so autogenerate never drops it) and by the schema test.
+    """
+    return not (name or "").startswith(SEARCH_INDEX_PREFIX)

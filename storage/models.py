@@ -1,4 +1,9 @@
-"""The tables: users, jobs, the images of a job, and the delivery of a job to Discord."""
+"""The tables: users, jobs, the images of a job, the delivery of a job to Discord, and the
+community tables (likes, showcase posts, guild and user settings).
+
+The full-text index of prompts (``job_search``: SQLite FTS5 with triggers, or a GIN index on
+PostgreSQL) is created by migration 0003 only; it is not a model (see ``storage.migrate.include_object``).
+"""
 
 from __future__ import annotations
 
@@ -67,6 +72,7 @@ class Job(Base):
         _one_of("kind", JOB_KINDS, name="kind"),
         _one_of("status", JOB_STATUSES, name="status"),
         Index(None, "status", "priority", "created_at"),
+        Index(None, "guild_id", "created_at"),
     )
 
     id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
@@ -93,6 +99,8 @@ class Job(Base):
     finished_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
     error: Mapped[str | None] = mapped_column(Text)
     cancel_requested: Mapped[bool] = mapped_column(Boolean, default=False, server_default=false())
+    private: Mapped[bool] = mapped_column(Boolean, default=False, server_default=false())
+    """Kept out of every listing, search and showcase (only its owner finds it, in /history)."""
 
     owner: Mapped[User] = relationship(back_populates="jobs")
     parent: Mapped[Job | None] = relationship(back_populates="children", remote_side=[id])
@@ -104,6 +112,10 @@ class Job(Base):
     )
     delivery: Mapped[Delivery | None] = relationship(
         back_populates="job", cascade="all, delete-orphan", passive_deletes=True
+    )
+    likes: Mapped[list[Like]] = relationship(cascade="all, delete-orphan", passive_deletes=True)
+    showcase_post: Mapped[ShowcasePost | None] = relationship(
+        cascade="all, delete-orphan", passive_deletes=True
     )
 
     @property
@@ -170,3 +182,52 @@ class Delivery(Base):
 
     def __repr__(self) -> str:
         return f"Delivery(job_id={self.job_id!r}, status={self.status!r}, attempts={self.attempts!r})"
+
+
+class Like(Base):
+    """A member likes a job (once: liking again takes it back)."""
+
+    __tablename__ = "likes"
+
+    job_id: Mapped[int] = mapped_column(ForeignKey("jobs.id", ondelete="CASCADE"), primary_key=True)
+    user_id: Mapped[int] = mapped_column(ForeignKey("users.id", ondelete="CASCADE"), primary_key=True)
+    created_at: Mapped[datetime] = _created_at()
+
+    def __repr__(self) -> str:
+        return f"Like(job_id={self.job_id!r}, user_id={self.user_id!r})"
+
+
+class ShowcasePost(Base):
+    """A job shared to its guild's showcase channel (at most once)."""
+
+    __tablename__ = "showcase_posts"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
+    job_id: Mapped[int] = mapped_column(ForeignKey("jobs.id", ondelete="CASCADE"), unique=True)
+    channel_id: Mapped[int] = mapped_column(BigInteger)
+    message_id: Mapped[int | None] = mapped_column(BigInteger)
+    """``None`` while the post is being sent."""
+    created_at: Mapped[datetime] = _created_at()
+
+    def __repr__(self) -> str:
+        return f"ShowcasePost(job_id={self.job_id!r}, message_id={self.message_id!r})"
+
+
+class GuildSettings(Base):
+    """Per-guild settings: where shared jobs are showcased."""
+
+    __tablename__ = "guild_settings"
+
+    guild_id: Mapped[int] = mapped_column(BigInteger, primary_key=True, autoincrement=False)
+    showcase_channel_id: Mapped[int | None] = mapped_column(BigInteger)
+
+
+class UserSettings(Base):
+    """Per-member settings: whether new jobs are private unless asked otherwise."""
+
+    __tablename__ = "user_settings"
+
+    user_id: Mapped[int] = mapped_column(
+        ForeignKey("users.id", ondelete="CASCADE"), primary_key=True, autoincrement=False
+    )
+    private_by_default: Mapped[bool] = mapped_column(Boolean, default=False, server_default=false())

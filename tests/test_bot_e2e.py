@@ -105,7 +105,11 @@ async def test_imagine_posts_a_grid_with_buttons(settings: Settings, discord_dou
         grid, parameters = image_of(result)
         assert grid.size == (128, 128)  # 2x2 of 64x64
         assert parameters is not None and "Seed: 5" in parameters and "Steps: 2" in parameters
-        assert labels(result) == ["U1", "U2", "U3", "U4", "🔄", "V1", "V2", "V3", "V4", "🗑️"]
+        assert labels(result) == [
+            *("U1", "U2", "U3", "U4", "🔄"),
+            *("V1", "V2", "V3", "V4", "🗑️"),
+            *("❤️", "Share", "Use this prompt"),
+        ]
         embed = result.embeds[0]
         fields = {field["name"]: field["value"] for field in embed["fields"]}
         assert fields["Seeds"] == "5, 6, 7, 8" and fields["Steps"] == "2" and fields["Size"] == "64×64"
@@ -149,7 +153,10 @@ async def test_upscale_variation_and_reroll_buttons(
         image, parameters = image_of(upscaled)
         assert image.size == (128, 128)
         assert "Denoising strength: 0.35" in (parameters or "")
-        assert labels(upscaled) == ["Upscale (2x)", "Vary (Strong)", "Vary (Subtle)", "🔄", "🗑️"]
+        assert labels(upscaled) == [
+            *("Upscale (2x)", "Vary (Strong)", "Vary (Subtle)", "🔄", "🗑️"),
+            *("❤️", "Share", "Use this prompt"),
+        ]
         assert "Upscale of #1 image 2" in upscaled.content
         assert click.response is not None
 

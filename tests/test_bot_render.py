@@ -74,7 +74,10 @@ def test_grid_buttons_follow_midjourneys_layout() -> None:
 
 def test_single_image_buttons() -> None:
     labels = [item.item.label or str(item.item.emoji) for item in result_view(12, 1).children]
-    assert labels == ["Upscale (2x)", "Vary (Strong)", "Vary (Subtle)", "🔄", "🗑️"]
+    assert labels == [
+        *("Upscale (2x)", "Vary (Strong)", "Vary (Subtle)", "🔄", "🗑️"),
+        *("❤️", "Share", "Use this prompt"),
+    ]
 
 
 def test_every_custom_id_matches_exactly_one_registered_template() -> None:

@@ -210,3 +210,17 @@ def test_empty_prompt_is_left_to_validation() -> None:
     with pytest.raises(InvalidRequest) as caught:
         parsed.request.validate()
     assert caught.value.field == "prompt"
+
+
+def test_format_prompt_round_trips_through_parse_prompt() -> None:
+    from dataclasses import replace
+
+    from pipeline.prompt.flags import format_prompt
+
+    text = (
+        'a (red:1.2) fox --no trees, text --size 64x128 --steps 2 --cfg 6.5 --n 2 --sampler "DPM++ 2M Karras"'
+    )
+    request = parse_prompt(f"{text} --seed 9").request.validate()
+    assert format_prompt(request) == text
+    assert parse_prompt(format_prompt(request)).request.validate() == replace(request, seed=None)
+    assert "--seed 9" in format_prompt(request, seed=True)

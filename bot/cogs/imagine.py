@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import logging
-from dataclasses import replace
 from typing import TYPE_CHECKING
 
 import discord
@@ -12,7 +11,6 @@ from discord.ext import commands
 
 from bot.errors import report_error
 from pipeline.errors import PipelineError
-from pipeline.prompt.flags import parse_prompt
 from pipeline.request import MAX_CFG, MAX_COUNT, MAX_SEED, MAX_STEPS, MIN_CFG, MIN_COUNT, MIN_STEPS
 from pipeline.samplers import SAMPLER_NAMES
 
@@ -50,6 +48,7 @@ class Imagine(commands.Cog):
         sampler="Sampler (AUTOMATIC1111 names)",
         count=f"Number of images ({MIN_COUNT} to {MAX_COUNT})",
         model="Model to use",
+        private="Keep it out of listings, search and the showcase (default: your /settings private)",
     )
     @app_commands.choices(
         aspect=[app_commands.Choice(name=name, value=value) for name, value in ASPECTS.items()],
@@ -67,32 +66,25 @@ class Imagine(commands.Cog):
         sampler: str | None = None,
         count: app_commands.Range[int, MIN_COUNT, MAX_COUNT] | None = None,
         model: str | None = None,
+        private: bool | None = None,
     ) -> None:
         # 1. Parse and validate (no I/O): bad input gets an ephemeral reply and queues nothing.
         try:
-            text = f"{prompt} --ar {aspect}" if aspect else prompt
-            parsed = parse_prompt(text)
-            request = parsed.request
-            options = {
-                "negative_prompt": negative,
-                "seed": seed,
-                "steps": steps,
-                "cfg_scale": cfg,
-                "sampler": sampler,
-                "count": count,
-                "model": model,
-            }
-            request = replace(request, **{k: v for k, v in options.items() if v is not None})
-            if request.model is not None:
-                request = replace(
-                    request, model=self.bot.services.catalog.resolve(request.model, allow_paths=False).name
-                )
-            request = request.validate(max_pixels=self.bot.settings.max_pixels)
+            request, private_flag = self.bot.flow.prepare(
+                f"{prompt} --ar {aspect}" if aspect else prompt,
+                negative_prompt=negative,
+                seed=seed,
+                steps=steps,
+                cfg_scale=cfg,
+                sampler=sampler,
+                count=count,
+                model=model,
+            )
         except PipelineError as error:
             await report_error(interaction, error)
             return
-        # 2. Defer, store, announce.
-        await self.bot.flow.start(interaction, request)
+        # 2. Defer, store, announce. --private wins; else the option; else the member's default.
+        await self.bot.flow.start(interaction, request, private=True if private_flag else private)
 
     @imagine.autocomplete("model")
     async def model_autocomplete(

@@ -299,3 +299,32 @@ def parse_prompt(text: str, *, defaults: GenerationRequest | None = None) -> Par
     request = replace(base, prompt=" ".join(prompt_words), **changes)
     log.debug("parsed prompt flags %s -> %s", sorted(seen), request)
     return ParsedPrompt(request=request, private="--private" in seen)
+
+
+def format_prompt(request: GenerationRequest, *, seed: bool = False) -> str:
+    """``request`` written back as prompt text with flags, so :func:`parse_prompt` reads it again.
+
+    Only what differs from the defaults is written; the seed only with ``seed=True`` (a remix
+    starts from new seeds). img2img sources and strengths have no flag and are left out.
+    """
+    defaults = GenerationRequest(prompt="")
+    parts = [request.prompt]
+    if request.negative_prompt:
+        parts.append(f"--no {request.negative_prompt}")
+    if (request.width, request.height) != (defaults.width, defaults.height):
+        parts.append(f"--size {request.width}x{request.height}")
+    if seed and request.seed is not None:
+        parts.append(f"--seed {request.seed}")
+    if request.steps != defaults.steps:
+        parts.append(f"--steps {request.steps}")
+    if request.cfg_scale != defaults.cfg_scale:
+        parts.append(f"--cfg {request.cfg_scale:g}")
+    if request.count != defaults.count:
+        parts.append(f"--n {request.count}")
+    if request.clip_skip != defaults.clip_skip:
+        parts.append(f"--clip-skip {request.clip_skip}")
+    if request.sampler != defaults.sampler:
+        parts.append(f'--sampler "{request.sampler}"')
+    if request.model:
+        parts.append(f'--model "{request.model}"')
+    return " ".join(parts)

@@ -1,0 +1,65 @@
+"""/settings showcase (Manage Server only) and /settings private (each member's default)."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from typing import TYPE_CHECKING
+
+import discord
+from discord import app_commands
+from discord.ext import commands
+
+from bot.errors import NotAllowed
+
+if TYPE_CHECKING:
+    from bot.client import NankeBot
+
+log = logging.getLogger(__name__)
+
+
+class GuildSettingsCog(commands.GroupCog, group_name="settings", group_description="nanke's settings"):
+    """The /settings group."""
+
+    def __init__(self, bot: NankeBot) -> None:
+        self.bot = bot
+        super().__init__()
+
+    @app_commands.command(name="showcase", description="Set the channel shared images are posted to")
+    @app_commands.describe(channel="The showcase channel (leave empty to turn the showcase off)")
+    @app_commands.default_permissions(manage_guild=True)
+    @app_commands.guild_only()
+    async def showcase(
+        self, interaction: discord.Interaction, channel: discord.TextChannel | None = None
+    ) -> None:
+        # default_permissions only hides the command; the member's permissions decide.
+        if not interaction.permissions.manage_guild:
+            raise NotAllowed("Only members with Manage Server can set the showcase channel.")
+        assert interaction.guild_id is not None
+        await interaction.response.defer(ephemeral=True, thinking=True)
+        await asyncio.to_thread(
+            self.bot.community.set_showcase, guild_id=interaction.guild_id, channel_id=channel and channel.id
+        )
+        text = f"📌 Shared images now go to {channel.mention}." if channel else "📌 The showcase is off."
+        await interaction.followup.send(text, ephemeral=True)
+
+    @app_commands.command(name="private", description="Make your new images private by default")
+    @app_commands.describe(enabled="True: new jobs stay out of listings, search and the showcase")
+    async def private(self, interaction: discord.Interaction, enabled: bool) -> None:
+        await interaction.response.defer(ephemeral=True, thinking=True)
+        await asyncio.to_thread(
+            self.bot.community.set_private_by_default,
+            discord_id=interaction.user.id,
+            name=interaction.user.display_name,
+            private=enabled,
+        )
+        text = (
+            "🔒 Your new images are private by default (`--private` is implied)."
+            if enabled
+            else "🌐 Your new images are public by default (add `--private` to keep one out of listings)."
+        )
+        await interaction.followup.send(text, ephemeral=True)
+
+
+async def setup(bot: NankeBot) -> None:
+    await bot.add_cog(GuildSettingsCog(bot))
