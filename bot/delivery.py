@@ -160,8 +160,13 @@ class Deliverer:
         log.info("job %d delivered as message %d", job_id, message_id)
         return True
 
-    async def _post_result(self, job: JobSnapshot, delivery: Delivery) -> int:
-        use_token = self._token_valid(delivery)
+    async def _post_result(
+        self, job: JobSnapshot, delivery: Delivery, *, use_token: bool | None = None
+    ) -> int:
+        """Post the result: as a follow-up while the interaction token lives, else in the channel
+        with a mention of the requester. Returns the message id."""
+        if use_token is None:
+            use_token = self._token_valid(delivery)
         mention = None if use_token or job.owner_discord_id is None else f"<@{job.owner_discord_id}>"
         allowed = (
             discord.AllowedMentions(everyone=False, roles=False, users=[discord.Object(job.owner_discord_id)])
@@ -197,8 +202,7 @@ class Deliverer:
                         if error.status != 401 and error.code not in INVALID_TOKEN_CODES:
                             raise
                         log.info("job %d: interaction token no longer valid, posting in the channel", job.id)
-                        use_token = False
-                        return await self._post_result(job, _expired(delivery))
+                        return await self._post_result(job, delivery, use_token=False)
                 return await self._send_channel(delivery, **kwargs)
             except discord.HTTPException as error:
                 if images and (error.status == 413 or error.code == TOO_LARGE_CODE) and limit > MIN_UPLOAD:
@@ -323,10 +327,3 @@ class Deliverer:
     def _due(self) -> list[int]:
         with self.service.database.session() as session:
             return [delivery.job_id for delivery in pending_deliveries(session, now=self.now())]
-
-
-def _expired(delivery: Delivery) -> Delivery:
-    """A stand-in for ``delivery`` whose interaction token is treated as expired."""
-    clone = Delivery(**{column.key: getattr(delivery, column.key) for column in Delivery.__table__.columns})
-    clone.interaction_token = None
-    return clone

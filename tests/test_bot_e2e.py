@@ -7,6 +7,7 @@ import asyncio
 import contextlib
 import io
 from collections.abc import AsyncIterator, Callable
+from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
 
@@ -348,3 +349,18 @@ async def test_reproduce_an_a1111_png_from_its_parameters(
             lambda: [m for m in plain.followups if "no generation parameters" in (m.content or "")] or None
         )
         assert job_count(bot) == 1
+
+
+async def test_a_token_discord_rejects_falls_back_to_the_channel(
+    settings: Settings, discord_double: DiscordDouble
+) -> None:
+    async with running_nanke(settings, discord_double, worker=False) as bot:
+        bot.deliverer.now = lambda: datetime.now(timezone.utc)  # the bot believes the token still lives
+        command = await discord_double.send_slash_command(name="imagine", options={"prompt": f"a fox {FAST}"})
+        await command.wait_for_original(lambda m: "job #1" in (m.content or ""))
+        discord_double.clock.advance(16 * 60)  # ... but Discord has expired it
+        Services.start_worker(bot.services)
+        result = await result_message(discord_double)
+        assert result.content.startswith(f"<@{discord_double.user('alice').id}>")
+        assert discord_double.requests("POST", "/webhooks/{application_id}/{token}", status=401)
+        assert bot.services.jobs.get(1).status == "done"
