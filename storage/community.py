@@ -120,11 +120,7 @@ def member_history(
     session: Session, *, discord_id: int, guild_id: int | None, limit: int = 10, offset: int = 0
 ) -> list[ListedJob]:
     """A member's own jobs in ``guild_id`` (private ones and unfinished ones too), newest first."""
-    query = (
-        _listing(visible_in=None)
-        .where(User.discord_id == discord_id, _same_guild(guild_id))
-        .order_by(Job.id.desc())
-    )
+    query = _columns().where(User.discord_id == discord_id, _same_guild(guild_id)).order_by(Job.id.desc())
     return _run(session, query, limit=limit, offset=offset)
 
 
@@ -263,9 +259,9 @@ def _same_guild(guild_id: int | None) -> ColumnElement[bool]:
     return Job.guild_id.is_(None) if guild_id is None else Job.guild_id == guild_id
 
 
-def _listing(*, visible_in: int | None) -> Select:
-    """The columns of :class:`ListedJob`; with ``visible_in``, only that guild's public finished jobs."""
-    query = select(
+def _columns() -> Select:
+    """The columns of :class:`ListedJob`, unfiltered (a member's own history)."""
+    return select(
         Job.id,
         Job.prompt,
         User.name,
@@ -277,9 +273,14 @@ def _listing(*, visible_in: int | None) -> Select:
         Job.created_at,
         _first_image_column().label("image_path"),
     ).join(User, Job.owner_id == User.id)
-    if visible_in is not None:
-        query = query.where(and_(Job.guild_id == visible_in, Job.private.is_(False), Job.status == "done"))
-    return query
+
+
+def _listing(*, visible_in: int) -> Select:
+    """Only ``visible_in``'s public finished jobs. A listing is always of one guild: ``None``
+    (a command run outside a guild) is refused rather than read as "no filter"."""
+    if visible_in is None:
+        raise ValueError("guild_id: None (public listings are of one guild)")
+    return _columns().where(and_(Job.guild_id == visible_in, Job.private.is_(False), Job.status == "done"))
 
 
 def _run(session: Session, query: Select, *, limit: int, offset: int) -> list[ListedJob]:

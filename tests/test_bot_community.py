@@ -236,3 +236,13 @@ async def test_show_of_an_old_job_has_working_buttons_after_a_restart(
         await discord_double.click_button(posted, custom_ids(posted)[0], user="moderator")  # Upscale
         upscaled = await result_message(discord_double, count=3)
         assert "Upscale of #1 image 1" in upscaled.content
+
+
+async def test_listing_and_settings_commands_exist_only_in_servers(
+    settings: Settings, discord_double: DiscordDouble
+) -> None:
+    async with running_nanke(settings, discord_double):
+        synced = {command["name"]: command for command in discord_double.commands.list(None)}
+    for name in ("prompts", "settings", "show", "history", "info"):
+        command = synced[name]
+        assert command.get("contexts") == [0] or command.get("dm_permission") is False, (name, command)

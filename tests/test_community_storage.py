@@ -179,6 +179,18 @@ def test_listings_hide_private_unfinished_and_other_guilds(database: Database) -
     assert listed(database, member_history, discord_id=1, guild_id=GUILD) == [3, 2, 1]
 
 
+@pytest.mark.parametrize("listing", [search_jobs, recent_jobs, jobs_by_member, top_jobs])
+def test_a_public_listing_without_a_guild_is_refused(database: Database, listing: Callable[..., Any]) -> None:
+    add_job(database, "a fox", owner=1)
+    arguments = {
+        "search_jobs": {"text": "fox"},
+        "jobs_by_member": {"discord_id": 1},
+        "top_jobs": {"period": "all"},
+    }
+    with database.session() as session, pytest.raises(ValueError, match="guild_id: None"):
+        listing(session, guild_id=None, **arguments.get(listing.__name__, {}))
+
+
 def test_listing_entries_carry_author_counts_and_thumbnail(database: Database) -> None:
     job = add_job(database, "a fox", owner=7)
     with database.session() as session:

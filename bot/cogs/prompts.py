@@ -17,6 +17,7 @@ if TYPE_CHECKING:
 log = logging.getLogger(__name__)
 
 
+@app_commands.guild_only()  # on the group: discord.py ignores it on subcommands
 class Prompts(
     commands.GroupCog, group_name="prompts", group_description="Find prompts shared in this server"
 ):
@@ -28,7 +29,6 @@ class Prompts(
 
     @app_commands.command(name="search", description="Search the prompts of this server")
     @app_commands.describe(text="Words to find in the prompts")
-    @app_commands.guild_only()
     async def search(
         self, interaction: discord.Interaction, text: app_commands.Range[str, 1, MAX_KEY]
     ) -> None:
@@ -39,18 +39,15 @@ class Prompts(
     @app_commands.choices(
         period=[app_commands.Choice(name=name, value=name) for name in ("day", "week", "month", "all")]
     )
-    @app_commands.guild_only()
     async def top(self, interaction: discord.Interaction, period: str = "week") -> None:
         await self.bot.listings.send(interaction, "top", period)
 
     @app_commands.command(name="recent", description="The newest prompts")
-    @app_commands.guild_only()
     async def recent(self, interaction: discord.Interaction) -> None:
         await self.bot.listings.send(interaction, "recent")
 
     @app_commands.command(name="by", description="The prompts of one member")
     @app_commands.describe(member="Whose prompts")
-    @app_commands.guild_only()
     async def by(self, interaction: discord.Interaction, member: discord.User) -> None:
         await self.bot.listings.send(interaction, "by", str(member.id))
 

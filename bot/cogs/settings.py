@@ -18,6 +18,7 @@ if TYPE_CHECKING:
 log = logging.getLogger(__name__)
 
 
+@app_commands.guild_only()  # on the group: discord.py ignores it on subcommands
 class GuildSettingsCog(commands.GroupCog, group_name="settings", group_description="nanke's settings"):
     """The /settings group."""
 
@@ -28,7 +29,6 @@ class GuildSettingsCog(commands.GroupCog, group_name="settings", group_descripti
     @app_commands.command(name="showcase", description="Set the channel shared images are posted to")
     @app_commands.describe(channel="The showcase channel (leave empty to turn the showcase off)")
     @app_commands.default_permissions(manage_guild=True)
-    @app_commands.guild_only()
     async def showcase(
         self, interaction: discord.Interaction, channel: discord.TextChannel | None = None
     ) -> None:
