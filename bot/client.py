@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import concurrent.futures
 import logging
 from contextlib import suppress
 
@@ -82,9 +83,10 @@ class NankeBot(commands.Bot):
                 await self.tree.sync(guild=guild)
         else:
             await self.tree.sync()
-        log.info(
-            "slash commands synced (%s)", "guilds " + ", ".join(map(str, self.settings.guild_ids)) or "global"
+        where = (
+            "guilds " + ", ".join(map(str, self.settings.guild_ids)) if self.settings.guild_ids else "global"
         )
+        log.info("slash commands synced (%s)", where)
 
     async def on_ready(self) -> None:
         log.info(
@@ -126,4 +128,10 @@ class _LoopEvents(WorkerEvents):
         self.loop.call_soon_threadsafe(self.bot.deliverer.progress, job_id, step, total, elapsed_s)
 
     def finished(self, job_id: int) -> None:
-        asyncio.run_coroutine_threadsafe(self.bot.deliverer.deliver(job_id), self.loop)
+        future = asyncio.run_coroutine_threadsafe(self.bot.deliverer.deliver(job_id), self.loop)
+        future.add_done_callback(_log_failure)
+
+
+def _log_failure(future: concurrent.futures.Future[bool]) -> None:
+    if not future.cancelled() and future.exception() is not None:
+        log.error("delivering a finished job failed", exc_info=future.exception())

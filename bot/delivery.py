@@ -11,6 +11,7 @@
 from __future__ import annotations
 
 import asyncio
+import io
 import logging
 import time
 from collections.abc import Callable
@@ -33,6 +34,7 @@ from storage import (
     record_delivery_failure,
     record_progress_message,
 )
+from storage.errors import JobNotFound
 
 if TYPE_CHECKING:
     from bot.client import NankeBot
@@ -44,6 +46,7 @@ TOKEN_MARGIN = timedelta(seconds=30)
 """A token this close to its expiry is treated as expired: a slow upload must not straddle it."""
 RETRY_DELAYS = (2.0, 5.0, 15.0, 60.0, 300.0)
 MAX_ATTEMPTS = 12
+ANNOUNCE_GRACE = timedelta(seconds=30)
 MIN_UPLOAD = 8 * 1024
 """Halving the upload size after a 413 stops here (the encoder then says it cannot fit)."""
 INVALID_TOKEN_CODES = {50027, 10015}
@@ -93,6 +96,9 @@ class Deliverer:
         )
         self._progress.setdefault(job.id, _ProgressState()).last_edit = time.monotonic()
         await asyncio.to_thread(self._record_progress_message, job.id, message.id)
+        # A fast job may have finished while this message went out; deliver() waited for it.
+        if (await asyncio.to_thread(self.service.get, job.id)).finished:
+            await self.deliver(job.id)
 
     def _record_progress_message(self, job_id: int, message_id: int) -> None:
         with self.service.database.session() as session:
@@ -145,14 +151,21 @@ class Deliverer:
             self._delivering.discard(job_id)
 
     async def _deliver(self, job_id: int) -> bool:
-        job = await asyncio.to_thread(self.service.get, job_id)
+        try:
+            job = await asyncio.to_thread(self.service.get, job_id)
+        except JobNotFound:
+            return False  # deleted meanwhile: its delivery row went with it
         delivery = await asyncio.to_thread(self._delivery, job_id)
-        if delivery is None or delivery.status != "pending" or not job.finished:
+        if delivery is None or delivery.status != "pending" or not job.finished or self._announcing(delivery):
             return False
         try:
             message_id = await self._post_result(job, delivery)
         except discord.HTTPException as error:
             await asyncio.to_thread(self._failed, delivery, str(error))
+            return False
+        except Exception as error:
+            log.exception("delivery of job %d failed unexpectedly", job_id)
+            await asyncio.to_thread(self._failed, delivery, repr(error))
             return False
         await asyncio.to_thread(self._delivered, job_id, message_id)
         if delivery.progress_message_id is not None:
@@ -175,25 +188,20 @@ class Deliverer:
         )
         kwargs: dict[str, object] = {"allowed_mentions": allowed}
         if job.status == "done":
-            images = await asyncio.to_thread(self._load_images, job)
-            kwargs.update(
-                content=render.finished_text(job, mention),
-                embed=render.result_embed(job),
-                view=result_view(job.id, len(images)),
-            )
+            content = render.finished_text(job, mention)
+            kwargs.update(embed=render.result_embed(job), view=result_view(job.id, len(job.images)))
         else:
-            images = []
-            kwargs.update(content=render.failure_text(job, mention))
+            content = render.failure_text(job, mention)
         limit = self._upload_limit(delivery)
         while True:
-            if images:
-                try:
-                    kwargs["file"] = await asyncio.to_thread(render.result_file, job, images, max_bytes=limit)
-                except UploadTooLarge as error:
-                    log.warning("job %d: %s; posting it without the image", job.id, error)
-                    images = []
-                    kwargs.pop("file", None)
-                    kwargs["content"] = f"{kwargs['content']}\n{render.TOO_LARGE_NOTE}"
+            kwargs.pop("file", None)
+            kwargs["content"] = content
+            if job.status == "done":
+                file = await self.attachment(job, max_bytes=limit)
+                if file is None:
+                    kwargs["content"] = f"{content}\n{render.TOO_LARGE_NOTE}"
+                else:
+                    kwargs["file"] = file
             try:
                 if use_token:
                     try:
@@ -205,16 +213,15 @@ class Deliverer:
                         return await self._post_result(job, delivery, use_token=False)
                 return await self._send_channel(delivery, **kwargs)
             except discord.HTTPException as error:
-                if images and (error.status == 413 or error.code == TOO_LARGE_CODE) and limit > MIN_UPLOAD:
+                too_large = error.status == 413 or error.code == TOO_LARGE_CODE
+                if "file" in kwargs and too_large and limit > MIN_UPLOAD:
                     limit //= 2
                     log.info("job %d: upload too large, trying under %d bytes", job.id, limit)
                     continue
                 raise
 
     async def _send_followup(self, delivery: Delivery, **kwargs: object) -> int:
-        webhook = discord.Webhook.partial(
-            delivery.application_id, delivery.interaction_token, client=self.bot
-        )
+        webhook = self._webhook(delivery)
         message = await webhook.send(wait=True, **kwargs)  # type: ignore[arg-type]
         return message.id
 
@@ -227,9 +234,7 @@ class Deliverer:
 
     async def _edit(self, delivery: Delivery, message_id: int, **kwargs: object) -> None:
         if self._token_valid(delivery):
-            webhook = discord.Webhook.partial(
-                delivery.application_id, delivery.interaction_token, client=self.bot
-            )
+            webhook = self._webhook(delivery)
             await webhook.edit_message(message_id, **kwargs)  # type: ignore[arg-type]
         else:
             channel = self.bot.get_partial_messageable(delivery.channel_id)
@@ -238,9 +243,7 @@ class Deliverer:
     async def _delete_quietly(self, delivery: Delivery, message_id: int) -> None:
         try:
             if self._token_valid(delivery):
-                webhook = discord.Webhook.partial(
-                    delivery.application_id, delivery.interaction_token, client=self.bot
-                )
+                webhook = self._webhook(delivery)
                 await webhook.delete_message(message_id)
             else:
                 await (
@@ -250,6 +253,23 @@ class Deliverer:
                 )
         except discord.HTTPException as error:
             log.debug("could not delete progress message %d: %s", message_id, error)
+
+    def _announcing(self, delivery: Delivery) -> bool:
+        """The queue message of a live interaction is not recorded yet (it is on its way).
+
+        Posting now would fill the deferred response, which the queue message then overwrites;
+        ``announce_queued`` delivers once it is done. Past the grace period (a crash between
+        queueing and announcing) the result goes out anyway.
+        """
+        return (
+            delivery.progress_message_id is None
+            and self._token_valid(delivery)
+            and self.now() < delivery.created_at + ANNOUNCE_GRACE
+        )
+
+    def _webhook(self, delivery: Delivery) -> discord.Webhook:
+        """The interaction's webhook (follow-ups and edits of its messages while the token lives)."""
+        return discord.Webhook.partial(delivery.application_id, delivery.interaction_token, client=self.bot)
 
     def _token_valid(self, delivery: Delivery) -> bool:
         return (
@@ -263,8 +283,7 @@ class Deliverer:
         """The interaction's own limit; else the guild's (boosts raise it); else Discord's default."""
         if delivery.upload_limit:
             return delivery.upload_limit
-        guild = self.bot.get_guild(delivery.guild_id) if delivery.guild_id else None
-        return guild.filesize_limit if guild else render.DEFAULT_UPLOAD_LIMIT
+        return render.upload_limit(self.bot.get_guild(delivery.guild_id) if delivery.guild_id else None)
 
     async def attachment(self, job: JobSnapshot, *, max_bytes: int) -> discord.File | None:
         """The job's image (or grid) as an upload under ``max_bytes``; ``None`` if it has none or
@@ -285,8 +304,6 @@ class Deliverer:
             return get_delivery_for_job(session, job_id=job_id)
 
     def _load_images(self, job: JobSnapshot) -> list[Image.Image]:
-        import io
-
         return [
             Image.open(io.BytesIO(self.service.image_bytes(image))).convert("RGB") for image in job.images
         ]
@@ -295,9 +312,9 @@ class Deliverer:
         with self.service.database.session() as session:
             mark_delivered(session, job_id=job_id, message_id=message_id)
 
-    def _failed(self, delivery: Delivery, error: str, *, final: bool = False) -> None:
+    def _failed(self, delivery: Delivery, error: str) -> None:
         attempt = delivery.attempts + 1
-        give_up = final or attempt >= MAX_ATTEMPTS
+        give_up = attempt >= MAX_ATTEMPTS
         delay = RETRY_DELAYS[min(attempt - 1, len(RETRY_DELAYS) - 1)]
         log.warning(
             "delivery of job %d failed (attempt %d)%s: %s",
@@ -321,7 +338,10 @@ class Deliverer:
         due = await asyncio.to_thread(self._due)
         delivered = 0
         for job_id in due:
-            delivered += await self.deliver(job_id)
+            try:
+                delivered += await self.deliver(job_id)
+            except Exception:  # one bad row must not hold up the others
+                log.exception("delivering job %d failed", job_id)
         return delivered
 
     def _due(self) -> list[int]:

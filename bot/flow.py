@@ -114,7 +114,10 @@ class JobFlow:
         job = await asyncio.to_thread(self.service.cancel, job_id)
         if job.status == "cancelled":
             await self.deliverer.deliver(job_id)
-        await interaction.followup.send(f"Job #{job_id} is cancelled.", ephemeral=True)
+            text = f"Job #{job_id} is cancelled."
+        else:  # running: it stops at its next step, or finishes if it shares a batch with others
+            text = f"Job #{job_id} will stop at its next step."
+        await interaction.followup.send(text, ephemeral=True)
 
     async def delete(self, interaction: discord.Interaction, *, job_id: int) -> None:
         await interaction.response.defer(ephemeral=True, thinking=True)

@@ -21,6 +21,11 @@ THUMBNAIL_SIDE = 160
 KIND_WORDS = {"reroll": "Reroll", "upscale": "Upscale", "variation": "Variation", "remix": "Remix"}
 
 
+def upload_limit(guild: discord.Guild | None) -> int:
+    """The largest attachment a guild accepts (boosts raise it), or Discord's default."""
+    return guild.filesize_limit if guild is not None else DEFAULT_UPLOAD_LIMIT
+
+
 def headline(job: JobSnapshot) -> str:
     """One line naming the job: its prompt (shortened) and, for children, what it derives from."""
     prompt = shorten(job.request.prompt, 180)

@@ -94,7 +94,9 @@ class Sharing:
 
     async def _post_showcase(self, job: JobSnapshot, channel_id: int) -> discord.Message:
         channel = self.bot.get_channel(channel_id) or await self.bot.fetch_channel(channel_id)
-        file = await self.bot.deliverer.attachment(job, max_bytes=self._upload_limit(channel))
+        file = await self.bot.deliverer.attachment(
+            job, max_bytes=render.upload_limit(getattr(channel, "guild", None))
+        )
         kwargs: dict[str, object] = {"file": file} if file is not None else {}
         return await channel.send(  # type: ignore[union-attr]
             content=f"📌 {render.headline(job)}\nShared by {job.owner_name} · job #{job.id}",
@@ -103,11 +105,6 @@ class Sharing:
             allowed_mentions=discord.AllowedMentions.none(),
             **kwargs,  # type: ignore[arg-type]
         )
-
-    @staticmethod
-    def _upload_limit(channel: object) -> int:
-        guild = getattr(channel, "guild", None)
-        return guild.filesize_limit if guild is not None else render.DEFAULT_UPLOAD_LIMIT
 
     # -- Use this prompt ------------------------------------------------------------------------
 

@@ -364,3 +364,31 @@ async def test_a_token_discord_rejects_falls_back_to_the_channel(
         assert result.content.startswith(f"<@{discord_double.user('alice').id}>")
         assert discord_double.requests("POST", "/webhooks/{application_id}/{token}", status=401)
         assert bot.services.jobs.get(1).status == "done"
+
+
+async def test_a_job_that_finishes_before_its_queue_message_is_still_delivered_once(
+    settings: Settings, discord_double: DiscordDouble
+) -> None:
+    async with running_nanke(settings, discord_double) as bot:
+        announce = bot.deliverer.announce_queued
+        finished = asyncio.Event()
+        deliver = bot.deliverer.deliver
+
+        async def slow_announce(interaction: Any, job: Any) -> None:
+            await finished.wait()  # the worker is done before the queue message goes out
+            await announce(interaction, job)
+
+        async def deliver_and_signal(job_id: int) -> bool:
+            try:
+                return await deliver(job_id)
+            finally:
+                finished.set()
+
+        bot.deliverer.announce_queued = slow_announce  # type: ignore[method-assign]
+        bot.deliverer.deliver = deliver_and_signal  # type: ignore[method-assign]
+        command = await discord_double.send_slash_command(name="imagine", options={"prompt": f"a fox {FAST}"})
+        result = await result_message(discord_double)
+        await asyncio.sleep(0.5)
+        assert len([m for m in discord_double.messages() if m.attachments]) == 1
+        assert custom_ids(result) and result.attachments, "the result was not overwritten by the queue text"
+        assert command.original is None or command.original.id != result.id

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import logging
 from dataclasses import replace
 from typing import TYPE_CHECKING
@@ -45,7 +46,7 @@ class Reproduce(commands.Cog):
         try:
             if image.content_type not in IMAGE_TYPES or image.size > MAX_ATTACHMENT:
                 raise NoParameters(f"{image.filename} is not a PNG, JPEG or WebP image nanke can read.")
-            text = read_parameters(await image.read())
+            text = await asyncio.to_thread(read_parameters, await image.read())
             if text is None:
                 raise NoParameters(
                     f"{image.filename} has no generation parameters (no A1111 PNG Info). Images re-saved by "
