@@ -143,10 +143,10 @@ def _generate(args: argparse.Namespace, settings: Settings, request: GenerationR
             services.engines.engine_for(job.request.model)
         started = time.monotonic()
         services.runner.run_and_save([job.id], events=Progress())
-    except KeyboardInterrupt:
-        # Not left to run again when the bot starts: a queued job is cancelled, a running one flagged
-        with contextlib.suppress(Exception):
-            services.jobs.cancel(job.id)
+    except BaseException as error:
+        # Not left for the bot to run with nowhere to send it: an interrupted job is cancelled (a
+        # running one flagged), one that hit an error (a model unreadable, torch) fails with it
+        _abandon(services, job.id, error)
         raise
     finally:
         terminal.done()
@@ -160,6 +160,22 @@ def _generate(args: argparse.Namespace, settings: Settings, request: GenerationR
     if len(paths) > len(job.images):
         print(f"{paths[-1]}\tgrid")
     return 0
+
+
+def _abandon(services: Services, job_id: int, error: BaseException) -> None:
+    from pipeline.errors import PipelineError
+    from storage import fail_job, get_job
+
+    try:
+        if not isinstance(error, Exception):
+            services.jobs.cancel(job_id)
+            return
+        message = str(error) if isinstance(error, PipelineError) else f"{type(error).__name__}: {error}"
+        with services.database.session() as session:
+            if get_job(session, job_id=job_id).status in ("queued", "running"):
+                fail_job(session, job_id=job_id, error=message)
+    except Exception:
+        log.debug("job %d could not be cancelled or failed", job_id, exc_info=True)
 
 
 def _export(services: Services, job: JobSnapshot, out: Path, *, grid: bool) -> list[Path]:

@@ -13,7 +13,7 @@ import logging
 import threading
 import time
 from collections.abc import Sequence
-from concurrent.futures import ThreadPoolExecutor
+from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import replace
 
 from PIL import Image
@@ -32,6 +32,7 @@ from storage import (
     fail_job,
     find_image_path,
     finish_job,
+    get_job,
     is_cancel_requested,
     mark_cancelled,
     requeue_interrupted_jobs,
@@ -79,16 +80,22 @@ class JobRunner:
                 started.append(job)
         if not started:
             return []
-        # 2. The model; one diffusers call per group of equal prompt length (see _by_chunk_count)
-        try:
-            engine = self.engines.for_request(started[0].request)
-            groups = _by_chunk_count(engine, started)
-        except Exception as error:
-            self._fail_all([job.id for job in started], error, events)
-            return []
         finished: list[Finished] = []
-        for group in groups:
-            finished.extend(self._generate(engine, group, events))
+        try:
+            # 2. The model; one diffusers call per group of equal prompt length (see _by_chunk_count)
+            try:
+                engine = self.engines.for_request(started[0].request)
+                groups = _by_chunk_count(engine, started)
+            except Exception as error:
+                self._fail_all([job.id for job in started], error, events)
+                return []
+            for group in groups:
+                finished.extend(self._generate(engine, group, events))
+        except Exception:
+            # No started job may stay running: the ones neither generated nor recorded fail
+            log.exception("the batch of jobs %s stopped unexpectedly", [job.id for job in started])
+            generated = {job_id for job_id, _ in finished}
+            self._fail_unrecorded([job.id for job in started if job.id not in generated], events)
         return finished
 
     def _start(self, job_id: int) -> JobSnapshot | None:
@@ -120,15 +127,15 @@ class JobRunner:
             results = engine.generate(
                 requests, init_images=init_images, on_step=on_step, should_cancel=_CancelPoll(self, ids)
             )
+            if len(requests) > 1:
+                results = [_with_batch(result, requests, position) for position, result in enumerate(results)]
+            return list(zip(ids, results, strict=True))
         except Cancelled:
             self._record_each(ids, cancelled=True, events=events)
             return []
         except Exception as error:
             self._fail_all(ids, error, events)
             return []
-        if len(requests) > 1:
-            results = [_with_batch(result, requests, position) for position, result in enumerate(results)]
-        return list(zip(ids, results, strict=True))
 
     def _with_sources(
         self, jobs: Sequence[JobSnapshot], events: WorkerEvents
@@ -155,6 +162,17 @@ class JobRunner:
             log.error("jobs %s failed unexpectedly", job_ids, exc_info=error)
             self._record_each(job_ids, error=INTERNAL_ERROR, events=events)
 
+    def _fail_unrecorded(self, job_ids: Sequence[int], events: WorkerEvents) -> None:
+        """Fail those of ``job_ids`` still ``running`` (the rest were recorded already)."""
+        for job_id in job_ids:
+            try:
+                with self.jobs.database.session() as session:
+                    if get_job(session, job_id=job_id).status != "running":
+                        continue
+                self._record_each([job_id], error=INTERNAL_ERROR, events=events)
+            except Exception:
+                log.exception("job %d could not be recorded as failed", job_id)
+
     def save(self, finished: Sequence[Finished], *, events: WorkerEvents | None = None) -> None:
         """Write every image (PNG with A1111 parameters) to the store, then mark the jobs done."""
         events = events or WorkerEvents()
@@ -177,9 +195,12 @@ class JobRunner:
                     )
             except Exception:
                 log.exception("saving the images of job %d failed", job_id)
-                self._record_each([job_id], error=INTERNAL_ERROR, events=events)
+                try:
+                    self._record_each([job_id], error=INTERNAL_ERROR, events=events)
+                except Exception:
+                    log.exception("job %d could not be recorded as failed", job_id)
                 continue
-            events.finished(job_id)
+            _announce(events, job_id)
 
     def run_and_save(self, job_ids: Sequence[int], *, events: WorkerEvents | None = None) -> None:
         """Run and save in the calling thread (the command line does this)."""
@@ -242,7 +263,15 @@ class JobRunner:
             log.info(
                 "job %d %s%s", job_id, "cancelled" if cancelled else "failed", f": {error}" if error else ""
             )
-            events.finished(job_id)
+            _announce(events, job_id)
+
+
+def _announce(events: WorkerEvents, job_id: int) -> None:
+    """``events.finished``; a listener that fails (a closed event loop) does not undo the stored state."""
+    try:
+        events.finished(job_id)
+    except Exception:
+        log.exception("announcing that job %d finished failed", job_id)
 
 
 class _CancelPoll:
@@ -297,12 +326,16 @@ class Worker:
 
     def start(self) -> None:
         if self._thread is not None:
-            return
+            if self._thread.is_alive():
+                if self._stop.is_set():
+                    log.warning("the worker thread is still finishing its batch after a stop; not started")
+                return
+            self._thread = None
         self._stop.clear()
         self._thread = threading.Thread(target=self._loop, name="nanke-worker", daemon=True)
         self._thread.start()
 
-    def wake(self, job_id: int | None = None) -> None:
+    def wake(self, _job_id: int | None = None) -> None:
         """A job was queued: look at the queue now instead of at the next poll."""
         self._wake.set()
 
@@ -312,7 +345,11 @@ class Worker:
         self._wake.set()
         if self._thread is not None:
             self._thread.join(timeout)
-            self._thread = None
+            if self._thread.is_alive():
+                # Kept, so start() does not run a second worker beside it; it saves inline now
+                log.warning("the worker thread did not stop within %s s; it finishes its batch", timeout)
+            else:
+                self._thread = None
         with self._saver_lock:
             saver, self._saver = self._saver, None
         if saver is not None:
@@ -332,11 +369,18 @@ class Worker:
         return True
 
     def _save_later(self, finished: list[Finished]) -> None:
-        """Hand ``finished`` to the saver thread (started on first use, and again after :meth:`stop`)."""
+        """Hand ``finished`` to the saver thread (started on first use, and again after a restart).
+
+        Once stopping, save here instead: :meth:`stop` may already have shut the saver down.
+        """
         with self._saver_lock:
-            if self._saver is None:
-                self._saver = ThreadPoolExecutor(max_workers=1, thread_name_prefix="nanke-saver")
-            self._saver.submit(self.runner.save, finished, events=self.events)
+            if not self._stop.is_set():
+                if self._saver is None:
+                    self._saver = ThreadPoolExecutor(max_workers=1, thread_name_prefix="nanke-saver")
+                future = self._saver.submit(self.runner.save, finished, events=self.events)
+                future.add_done_callback(_log_save_failure)
+                return
+        self.runner.save(finished, events=self.events)
 
     def _loop(self) -> None:
         log.info("worker started")
@@ -351,6 +395,12 @@ class Worker:
             if not ran and not self._stop.is_set():
                 self._wake.wait(self.poll_interval)
         log.info("worker stopped")
+
+
+def _log_save_failure(future: Future[None]) -> None:
+    error = None if future.cancelled() else future.exception()
+    if error is not None:
+        log.error("saving a batch failed", exc_info=error)
 
 
 def _by_chunk_count(engine: Runner, jobs: Sequence[JobSnapshot]) -> list[list[JobSnapshot]]:

@@ -290,3 +290,46 @@ def test_help(session: Session, command: str) -> None:
     assert result.stdout.startswith("usage: main.py")
     for word in HELP[command]:
         assert word in result.stdout, word
+
+
+# -- in this process: a job is never left queued when loading its model breaks --------------------
+
+
+@pytest.mark.parametrize(
+    ("raised", "status"),
+    [
+        pytest.param(OSError("model.safetensors: Input/output error"), "failed", id="error"),
+        pytest.param(KeyboardInterrupt(), "cancelled", id="interrupted"),
+    ],
+)
+def test_imagine_fails_or_cancels_its_job_when_loading_the_model_raises(
+    tmp_path: Path,
+    tiny_model_dir: Path,
+    monkeypatch: pytest.MonkeyPatch,
+    raised: BaseException,
+    status: str,
+) -> None:
+    import main
+    from pipeline.pool import EnginePool
+
+    folder = folder_at(tmp_path, tiny_model_dir)
+    for name in [name for name in os.environ if name.startswith("NANKE_") or name in UNSET]:
+        monkeypatch.delenv(name)
+    for name, value in folder.env.items():
+        monkeypatch.setenv(name, value)
+
+    def engine_for(self: EnginePool, model: str | None) -> None:
+        raise raised
+
+    monkeypatch.setattr(EnginePool, "engine_for", engine_for)
+    if isinstance(raised, Exception):
+        with pytest.raises(type(raised)):
+            main.main(["imagine", "a fox --size 64x64 --steps 1", "--out", str(tmp_path / "out")])
+    else:
+        assert main.main(["imagine", "a fox --size 64x64 --steps 1", "--out", str(tmp_path / "out")]) == 130
+
+    assert folder.stored_jobs() == [status]
+    if status == "failed":
+        with closing(sqlite3.connect(folder.data_dir / "nanke.db")) as connection:
+            [(error,)] = connection.execute("SELECT error FROM jobs")
+        assert error == "OSError: model.safetensors: Input/output error"

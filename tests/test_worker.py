@@ -4,7 +4,9 @@ failures, crash recovery, batching, child jobs and reproduction."""
 from __future__ import annotations
 
 import hashlib
+import inspect
 import io
+import threading
 from collections.abc import Sequence
 from typing import Any
 
@@ -357,3 +359,157 @@ def test_reproduce_refuses_a_job_without_images(services: Services) -> None:
     job = services.jobs.submit(small_request(), requester=LOCAL)
     with pytest.raises(ValueError, match="no stored images"):
         reproduce_job(services.runner, job.id)
+
+
+# -- no started job is left running (review regressions) ------------------------------------------
+
+
+def test_an_engine_returning_too_few_results_fails_the_batch(
+    services: Services, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    real = Engine.generate
+
+    def one_too_few(
+        self: Engine, requests: Sequence[GenerationRequest], **options: Any
+    ) -> list[GenerationResult]:
+        return real(self, requests, **options)[:-1]
+
+    monkeypatch.setattr(Engine, "generate", one_too_few)
+    events = Recorder()
+    jobs = [services.jobs.submit(small_request(seed=seed), requester=member(seed)) for seed in (1, 2)]
+
+    services.runner.run_and_save([job.id for job in jobs], events=events)
+
+    for job in jobs:
+        failed = services.jobs.get(job.id)
+        assert (failed.status, failed.error, failed.images) == ("failed", worker_module.INTERNAL_ERROR, ())
+    assert events.finished_counts() == {job.id: 1 for job in jobs}
+
+
+def test_an_error_in_a_later_chunk_group_fails_only_the_jobs_left(
+    services: Services, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
+) -> None:
+    short = services.jobs.submit(small_request("a red fox", seed=1), requester=member(1))
+    long = services.jobs.submit(small_request(LONG_PROMPT, seed=2), requester=member(2))
+    real = worker_module.JobRunner._with_sources
+
+    def database_gone_for_the_long_prompt(self: Any, jobs: Sequence[Any], events: Any) -> Any:
+        if any(job.id == long.id for job in jobs):
+            raise RuntimeError("database connection lost")
+        return real(self, jobs, events)
+
+    monkeypatch.setattr(worker_module.JobRunner, "_with_sources", database_gone_for_the_long_prompt)
+    events = Recorder()
+
+    services.runner.run_and_save([short.id, long.id], events=events)
+
+    assert services.jobs.get(short.id).status == "done", "the group that ran is still saved"
+    failed = services.jobs.get(long.id)
+    assert (failed.status, failed.error) == ("failed", worker_module.INTERNAL_ERROR)
+    assert events.finished_counts() == {short.id: 1, long.id: 1}
+    assert any(record.exc_info and "stopped unexpectedly" in record.message for record in caplog.records)
+
+
+class FailingListener(Recorder):
+    """A listener whose event loop closed: ``finished`` raises for one job."""
+
+    def __init__(self, job_id: int) -> None:
+        super().__init__()
+        self.job_id = job_id
+
+    def finished(self, job_id: int) -> None:
+        super().finished(job_id)
+        if job_id == self.job_id:
+            raise RuntimeError("Event loop is closed")
+
+
+def test_a_failing_listener_does_not_stop_the_rest_of_the_batch_being_saved(services: Services) -> None:
+    jobs = [services.jobs.submit(small_request(seed=seed), requester=member(seed)) for seed in (1, 2)]
+    events = FailingListener(jobs[0].id)
+
+    services.runner.save(services.runner.run([job.id for job in jobs], events=events), events=events)
+
+    for job in jobs:
+        assert services.jobs.get(job.id).status == "done", "the listener cannot undo a saved job"
+    assert events.finished_counts() == {job.id: 1 for job in jobs}
+
+
+def test_a_job_whose_rows_cannot_be_written_does_not_stop_the_rest_of_the_batch(
+    services: Services, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    jobs = [services.jobs.submit(small_request(seed=seed), requester=member(seed)) for seed in (1, 2)]
+    broken = jobs[0].id
+    real_finish, real_fail = worker_module.finish_job, worker_module.fail_job
+
+    def finish_job(session: Any, *, job_id: int, **fields: Any) -> Any:
+        if job_id == broken:
+            raise RuntimeError("disk I/O error")
+        return real_finish(session, job_id=job_id, **fields)
+
+    def fail_job(session: Any, *, job_id: int, error: str) -> Any:
+        if job_id == broken:
+            raise RuntimeError("disk I/O error")
+        return real_fail(session, job_id=job_id, error=error)
+
+    monkeypatch.setattr(worker_module, "finish_job", finish_job)
+    monkeypatch.setattr(worker_module, "fail_job", fail_job)
+    events = Recorder()
+    finished = services.runner.run([job.id for job in jobs], events=events)
+
+    services.runner.save(finished, events=events)
+
+    assert services.jobs.get(jobs[1].id).status == "done"
+    assert events.finished_ids == [jobs[1].id]
+
+
+def test_a_failed_background_save_is_logged(
+    services: Services, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
+) -> None:
+    def save(finished: Any, *, events: Any = None) -> None:
+        raise RuntimeError("saver broke")
+
+    monkeypatch.setattr(services.runner, "save", save)
+    services.jobs.submit(small_request(), requester=member(1))
+
+    assert services.worker.run_once()
+    services.worker.stop()
+
+    [record] = [record for record in caplog.records if record.message == "saving a batch failed"]
+    assert record.exc_info is not None and str(record.exc_info[1]) == "saver broke"
+
+
+def test_a_stop_that_times_out_keeps_the_thread_and_no_second_one_starts(services: Services) -> None:
+    entered, release = threading.Event(), threading.Event()
+
+    class HoldFirstStep(Recorder):
+        def progress(self, job_id: int, step: int, total: int, elapsed_s: float) -> None:
+            super().progress(job_id, step, total, elapsed_s)
+            entered.set()
+            assert release.wait(60)
+
+    services.worker.events = events = HoldFirstStep()
+    job = services.jobs.submit(small_request(), requester=LOCAL)
+    services.worker.start()
+    assert entered.wait(60)
+
+    services.worker.stop(timeout=0.05)
+    thread = services.worker._thread
+    assert thread is not None and thread.is_alive(), "the thread still finishing is kept"
+    services.worker.start()
+    assert services.worker._thread is thread
+    assert [t.name for t in threading.enumerate()].count("nanke-worker") == 1
+
+    release.set()
+    thread.join(60)
+    assert services.jobs.get(job.id).status == "done", "saved in the worker thread after the stop"
+    assert events.finished_ids == [job.id]
+    assert services.worker._saver is None, "no saver left behind that nobody shuts down"
+    services.worker.stop()
+    assert services.worker._thread is None
+
+
+def test_wake_takes_the_submitted_job_id_as_on_submit_passes_it(services: Services) -> None:
+    assert list(inspect.signature(services.worker.wake).parameters) == ["_job_id"]
+    services.worker._wake.clear()
+    services.jobs.submit(small_request(), requester=LOCAL)
+    assert services.worker._wake.is_set()
