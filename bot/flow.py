@@ -14,6 +14,7 @@ from bot.errors import JobGone, report_error
 from pipeline.jobs import Destination, JobService, JobSnapshot, Requester
 from pipeline.prompt.flags import parse_prompt
 from pipeline.request import GenerationRequest
+from storage import get_showcase_post
 from storage.errors import JobNotFound
 
 if TYPE_CHECKING:
@@ -121,13 +122,24 @@ class JobFlow:
 
     async def delete(self, interaction: discord.Interaction, *, job_id: int) -> None:
         await interaction.response.defer(ephemeral=True, thinking=True)
+        showcased = await asyncio.to_thread(self._showcase_message, job_id)
         await asyncio.to_thread(self.service.delete, job_id)
-        if interaction.message is not None:
+        messages = [interaction.message] if interaction.message is not None else []
+        if showcased is not None:
+            channel_id, message_id = showcased
+            messages.append(self.bot.get_partial_messageable(channel_id).get_partial_message(message_id))
+        for message in messages:
             try:
-                await interaction.message.delete()
+                await message.delete()
             except discord.HTTPException as error:
-                log.info("could not delete the message of job %d: %s", job_id, error)
+                log.info("could not delete message %d of job %d: %s", message.id, job_id, error)
         await interaction.followup.send(f"Job #{job_id} and its images are deleted.", ephemeral=True)
+
+    def _showcase_message(self, job_id: int) -> tuple[int, int] | None:
+        """(channel id, message id) of the job's showcase post, if it was shared."""
+        with self.service.database.session() as session:
+            post = get_showcase_post(session, job_id=job_id)
+            return (post.channel_id, post.message_id) if post is not None and post.message_id else None
 
     async def owner_discord_id(self, job_id: int) -> int | None:
         try:

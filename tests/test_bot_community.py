@@ -187,6 +187,11 @@ async def test_share_posts_once_to_the_showcase_and_refuses_others(
         assert "already" in await ephemeral_answer(again)
         assert len(discord_double.messages("art")) == 1
 
+        delete = next(i for i in custom_ids(result) if i.startswith("nk:delete:"))
+        deleted = await discord_double.click_button(result, delete)
+        await deleted.wait_for_followups()
+        assert not discord_double.messages("art"), "deleting a job takes its showcase post down too"
+
 
 async def test_remix_links_parent_and_child_and_credits_the_author(
     settings: Settings, discord_double: DiscordDouble
