@@ -56,13 +56,11 @@ class Terminal:
             self.stream.flush()
             self._line = False
 
-    def step(self, progress: StepProgress) -> None:
+    def step(self, progress: StepProgress, *, label: str = "generating") -> None:
         width = 24
         filled = int(width * progress.fraction)
         bar = "█" * filled + "·" * (width - filled)
-        self.status(
-            f"generating {bar} step {progress.step}/{progress.total_steps} · {progress.elapsed_s:.1f} s"
-        )
+        self.status(f"{label} {bar} step {progress.step}/{progress.total_steps} · {progress.elapsed_s:.1f} s")
 
 
 def quiet_libraries(live: bool) -> None:
@@ -124,6 +122,7 @@ def _model_if_known(settings: Settings, request: GenerationRequest) -> Generatio
 
 
 def _generate(args: argparse.Namespace, settings: Settings, request: GenerationRequest, *, kind: str) -> int:
+    from pipeline.engine import StepProgress
     from pipeline.errors import PipelineError
     from pipeline.jobs import Requester
     from pipeline.worker import WorkerEvents
@@ -134,7 +133,7 @@ def _generate(args: argparse.Namespace, settings: Settings, request: GenerationR
 
     class Progress(WorkerEvents):
         def progress(self, job_id: int, step: int, total: int, elapsed_s: float) -> None:
-            terminal.status(f"job {job_id}: step {step}/{total} · {elapsed_s:.1f} s")
+            terminal.step(StepProgress(step, total, elapsed_s), label=f"job {job_id}:")
 
     try:
         terminal.status(f"job {job.id}: loading model…")

@@ -250,7 +250,7 @@ class JobService:
                 height=image.height,
                 max_pixels=derive.MAX_PIXELS,
             )
-            max_pixels = max(self.max_pixels * derive.UPSCALE_FACTOR**2, self.max_pixels)
+            max_pixels = self.max_pixels * derive.UPSCALE_FACTOR**2
         elif action == "variation":
             request = derive.variation(
                 parent.request,
