@@ -16,7 +16,6 @@ import argparse
 import contextlib
 import getpass
 import logging
-import shutil
 import sys
 import time
 from dataclasses import replace
@@ -24,11 +23,12 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 if TYPE_CHECKING:
-    from bot.services import Services
-    from bot.settings import Settings
-    from pipeline.engine import StepProgress
-    from pipeline.jobs import JobSnapshot
-    from pipeline.request import GenerationRequest
+    from bot.settings import DiscordSettings
+    from pipeline.app import App
+    from pipeline.domain.request import GenerationRequest
+    from pipeline.engine.results import StepProgress
+    from pipeline.queue.jobs import JobSnapshot
+    from pipeline.settings import Settings
 
 log = logging.getLogger("nanke")
 
@@ -78,17 +78,18 @@ def quiet_libraries(live: bool) -> None:
 
 
 def cmd_imagine(args: argparse.Namespace, settings: Settings) -> int:
-    from pipeline.prompt.flags import parse_prompt
+    from pipeline.domain.prompt.flags import parse_prompt
 
     parsed = parse_prompt(args.prompt)
     request = parsed.request
     if args.model:
         request = replace(request, model=args.model)
-    return _generate(args, settings, request, kind="imagine")
+    return _generate(args, _app(settings), request, kind="imagine")
 
 
 def cmd_import(args: argparse.Namespace, settings: Settings) -> int:
-    from pipeline.metadata import parse_infotext, read_parameters
+    from pipeline.domain.metadata import read_parameters
+    from pipeline.domain.metadata.imported import import_request
 
     path = Path(args.file)
     if not path.is_file():
@@ -96,40 +97,21 @@ def cmd_import(args: argparse.Namespace, settings: Settings) -> int:
     text = read_parameters(path.read_bytes())
     if text is None:
         return _fail(f"{path.name} has no generation parameters (no A1111 'parameters' text or EXIF comment)")
-    parsed = parse_infotext(text)
-    for note in parsed.unsupported:
+    app = _app(settings)
+    imported = import_request(text, catalog=app.catalog, model=args.model or None)
+    for note in imported.notes:
         print(f"note: {note}", file=sys.stderr)
-    request = parsed.request
-    if args.model:
-        request = replace(request, model=args.model)
-    elif request.model is not None:
-        request = _model_if_known(settings, request)
-    return _generate(args, settings, request, kind="imagine")
+    return _generate(args, app, imported.request, kind="imagine")
 
 
-def _model_if_known(settings: Settings, request: GenerationRequest) -> GenerationRequest:
-    """Keep the imported model name when nanke has that model, else use the default (and say so)."""
-    from pipeline.errors import ModelNotFound
-    from pipeline.models import ModelCatalog
-
-    catalog = ModelCatalog(default=settings.model, models_dir=settings.models_dir)
-    try:
-        catalog.resolve(request.model)
-    except ModelNotFound:
-        print(f"note: model {request.model!r} is not installed; using the default model", file=sys.stderr)
-        return replace(request, model=None)
-    return request
-
-
-def _generate(args: argparse.Namespace, settings: Settings, request: GenerationRequest, *, kind: str) -> int:
-    from pipeline.engine import StepProgress
+def _generate(args: argparse.Namespace, app: App, request: GenerationRequest, *, kind: str) -> int:
+    from pipeline.engine.results import StepProgress
     from pipeline.errors import PipelineError
-    from pipeline.jobs import Requester
-    from pipeline.worker import WorkerEvents
+    from pipeline.queue.jobs import Requester
+    from pipeline.queue.worker import WorkerEvents
 
     terminal = Terminal()
-    services = _services(settings)
-    job = services.jobs.submit(request, requester=Requester(name=_local_user()), kind=kind)
+    job = app.jobs.submit(request, requester=Requester(name=_local_user()), kind=kind)
 
     class Progress(WorkerEvents):
         def progress(self, job_id: int, step: int, total: int, elapsed_s: float) -> None:
@@ -139,20 +121,20 @@ def _generate(args: argparse.Namespace, settings: Settings, request: GenerationR
         terminal.status(f"job {job.id}: loading model…")
         # Loaded here so the time below is the generation's; on failure the runner records the error
         with contextlib.suppress(PipelineError):
-            services.engines.engine_for(job.request.model)
+            app.engines.engine_for(job.request.model)
         started = time.monotonic()
-        services.runner.run_and_save([job.id], events=Progress())
+        app.runner.run_and_save([job.id], events=Progress())
     except BaseException as error:
         # Not left for the bot to run with nowhere to send it: an interrupted job is cancelled (a
         # running one flagged), one that hit an error (a model unreadable, torch) fails with it
-        _abandon(services, job.id, error)
+        _abandon(app, job.id, error)
         raise
     finally:
         terminal.done()
-    job = services.jobs.get(job.id)
+    job = app.jobs.get(job.id)
     if job.status != "done":
         return _fail(f"job {job.id} {job.status}: {job.error or 'no images'}")
-    paths = _export(services, job, Path(args.out), grid=not args.no_grid)
+    paths = _export(app, job, Path(args.out), grid=not args.no_grid)
     print(f"job {job.id}: {len(job.images)} image(s) in {time.monotonic() - started:.1f} s")
     for image, path in zip(job.images, paths, strict=False):
         print(f"{path}\tseed {image.seed}")
@@ -161,49 +143,42 @@ def _generate(args: argparse.Namespace, settings: Settings, request: GenerationR
     return 0
 
 
-def _abandon(services: Services, job_id: int, error: BaseException) -> None:
+def _abandon(app: App, job_id: int, error: BaseException) -> None:
     from pipeline.errors import PipelineError
-    from storage import fail_job, get_job
 
+    if not isinstance(error, Exception):
+        reason = None
+    elif isinstance(error, PipelineError):
+        reason = str(error)
+    else:
+        reason = f"{type(error).__name__}: {error}"
     try:
-        if not isinstance(error, Exception):
-            services.jobs.cancel(job_id)
-            return
-        message = str(error) if isinstance(error, PipelineError) else f"{type(error).__name__}: {error}"
-        with services.database.session() as session:
-            if get_job(session, job_id=job_id).status in ("queued", "running"):
-                fail_job(session, job_id=job_id, error=message)
+        app.jobs.abandon(job_id, reason=reason)
     except Exception:
         log.debug("job %d could not be cancelled or failed", job_id, exc_info=True)
 
 
-def _export(services: Services, job: JobSnapshot, out: Path, *, grid: bool) -> list[Path]:
-    """Copy the job's PNGs (and a grid for several images) to ``out``."""
-    from PIL import Image
-
-    from pipeline.grid import make_grid
-    from pipeline.metadata import format_infotext, write_png
+def _export(app: App, job: JobSnapshot, out: Path, *, grid: bool) -> list[Path]:
+    """Write the job's PNGs (and a grid for several images) to ``out``."""
+    from pipeline.domain.metadata import write_png
 
     out.mkdir(parents=True, exist_ok=True)
     paths = []
     for image in job.images:
         target = out / f"nanke-{job.id}-{image.index + 1}-{image.seed}.png"
-        shutil.copyfile(services.store.path(image.path), target)
+        target.write_bytes(app.jobs.images.read(image))
         paths.append(target)
-    if grid and len(job.images) > 1:
-        sheet = make_grid([Image.open(path) for path in paths])
-        parameters = format_infotext(
-            job.request, seed=job.images[0].seed, model_name=job.model_name, model_hash=job.model_hash
-        )
+    picture = app.jobs.images.picture(job) if grid else None
+    if picture is not None and picture.grid:
         target = out / f"nanke-{job.id}-grid.png"
-        target.write_bytes(write_png(sheet, parameters))
+        target.write_bytes(write_png(picture.image, picture.parameters))
         paths.append(target)
     return paths
 
 
 def cmd_show(args: argparse.Namespace, settings: Settings) -> int:
-    services = _services(settings)
-    job = services.jobs.get(args.job_id)
+    app = _app(settings)
+    job = app.jobs.get(args.job_id)
     request = job.request
     print(f"job {job.id} ({job.kind}) by {job.owner_name}: {job.status}")
     if job.parent_id is not None:
@@ -228,7 +203,7 @@ def cmd_show(args: argparse.Namespace, settings: Settings) -> int:
     if job.error:
         print(f"  error:     {job.error}")
     for image in job.images:
-        path = services.store.path(image.path)
+        path = app.jobs.images.path(image)
         print(f"  image {image.index + 1}: {path}\tseed {image.seed}\t{image.width}x{image.height}")
     if args.json:
         print(request.to_json())
@@ -236,11 +211,11 @@ def cmd_show(args: argparse.Namespace, settings: Settings) -> int:
 
 
 def cmd_reproduce(args: argparse.Namespace, settings: Settings) -> int:
-    from pipeline.reproduce import reproduce_job
+    from pipeline.queue.reproduce import reproduce_job
 
     terminal = Terminal()
-    services = _services(settings)
-    result = reproduce_job(services.runner, args.job_id, model=args.model, on_step=terminal.step)
+    app = _app(settings)
+    result = reproduce_job(app.jobs, app.engines, args.job_id, model=args.model, on_step=terminal.step)
     terminal.done()
     for image in result.images:
         verdict = (
@@ -261,9 +236,9 @@ def cmd_reproduce(args: argparse.Namespace, settings: Settings) -> int:
 
 
 def cmd_models(args: argparse.Namespace, settings: Settings) -> int:
-    from pipeline.models import ModelCatalog
+    from pipeline.app import App
 
-    catalog = ModelCatalog(default=settings.model, models_dir=settings.models_dir)
+    catalog = App(settings).catalog
     print(f"default: {settings.model}")
     print(f"models folder: {settings.models_dir or '(none)'}")
     for name in catalog.names():
@@ -273,7 +248,7 @@ def cmd_models(args: argparse.Namespace, settings: Settings) -> int:
 
 
 def cmd_make_test_model(args: argparse.Namespace, settings: Settings | None) -> int:
-    from pipeline.testmodel import make_test_model
+    from pipeline.engine.testmodel import make_test_model
 
     quiet_libraries(sys.stderr.isatty())
     folder = make_test_model(Path(args.dir), seed=args.seed)
@@ -283,33 +258,32 @@ def cmd_make_test_model(args: argparse.Namespace, settings: Settings | None) -> 
 
 
 def cmd_db(args: argparse.Namespace, settings: Settings) -> int:
-    from storage import Database
+    from pipeline.app import App
 
-    settings.data_dir.mkdir(parents=True, exist_ok=True)
-    database = Database(settings.database_url)
+    store = App(settings).store
     if args.action == "upgrade":
-        database.upgrade()
-        print(f"database at revision {database.current_revision()} ({_safe_url(settings.database_url)})")
+        store.upgrade()
+        print(f"database at revision {store.revision()} ({store.label})")
     else:
-        print(database.current_revision() or "(empty database)")
+        print(store.revision() or "(empty database)")
     return 0
 
 
-def cmd_run(args: argparse.Namespace, settings: Settings) -> int:
-    token = settings.require_discord_token()
+def cmd_run(args: argparse.Namespace, settings: Settings, discord: DiscordSettings) -> int:
+    token = discord.require_discord_token()
     from bot.runner import run_bot
 
-    return run_bot(settings, token)
+    return run_bot(settings, discord, token)
 
 
 # -- plumbing -------------------------------------------------------------------------------------
 
 
-def _services(settings: Settings) -> Services:
-    from bot.services import Services
+def _app(settings: Settings) -> App:
+    from pipeline.app import App
 
     quiet_libraries(sys.stderr.isatty())
-    return Services.build(settings)
+    return App(settings)
 
 
 def _local_user() -> str:
@@ -317,12 +291,6 @@ def _local_user() -> str:
         return getpass.getuser()
     except Exception:
         return "local"
-
-
-def _safe_url(url: str) -> str:
-    from sqlalchemy.engine import make_url
-
-    return make_url(url).render_as_string(hide_password=True)
 
 
 def _fail(message: str) -> int:
@@ -341,7 +309,7 @@ def build_parser() -> argparse.ArgumentParser:
     commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
 
     run = commands.add_parser("run", help="run the Discord bot with the embedded GPU worker")
-    run.set_defaults(func=cmd_run)
+    run.set_defaults(func=cmd_run, needs_discord=True)
 
     imagine = commands.add_parser(
         "imagine",
@@ -409,31 +377,44 @@ def _add_output_options(command: argparse.ArgumentParser) -> None:
     )
 
 
+def _read_settings(args: argparse.Namespace) -> tuple[object, ...]:
+    """The settings the command takes after ``args``: the shared ones, and Discord's for ``run``."""
+    if not getattr(args, "needs_settings", True):
+        return (None,)
+    if getattr(args, "needs_discord", False):
+        from bot.settings import load_bot_settings
+
+        return load_bot_settings()
+    from pipeline.settings import load_settings
+
+    return (load_settings(),)
+
+
 def main(argv: list[str] | None = None) -> int:
-    from bot.settings import SettingsError, load_settings
     from pipeline.errors import PipelineError
-    from storage.errors import StorageError
+    from pipeline.settings import SettingsError
 
     args = build_parser().parse_args(argv)
     try:
-        settings = load_settings() if getattr(args, "needs_settings", True) else None
+        settings = _read_settings(args)
     except SettingsError as error:
         for problem in error.problems:
             print(f"error: {problem}", file=sys.stderr)
         return 2
-    level = settings.log_level if settings and (args.verbose or args.command == "run") else "WARNING"
+    shared = settings[0]
+    level = shared.log_level if shared and (args.verbose or args.command == "run") else "WARNING"
     logging.basicConfig(
         level=logging.INFO if args.verbose else level,
         format="%(asctime)s %(levelname)-7s %(name)s: %(message)s",
         datefmt="%H:%M:%S",
     )
     try:
-        return args.func(args, settings)
+        return args.func(args, *settings)
     except SettingsError as error:
         for problem in error.problems:
             print(f"error: {problem}", file=sys.stderr)
         return 2
-    except (PipelineError, StorageError, ValueError) as error:
+    except (PipelineError, ValueError) as error:
         log.debug("command failed", exc_info=True)
         return _fail(str(error))
     except KeyboardInterrupt:

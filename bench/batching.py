@@ -21,9 +21,9 @@ from typing import Any
 
 import torch
 
-from pipeline.devices import pick_device, pick_dtype
-from pipeline.engine import Engine
-from pipeline.request import GenerationRequest
+from pipeline.domain.request import GenerationRequest
+from pipeline.engine.core import Engine
+from pipeline.engine.devices import pick_device, pick_dtype
 
 
 @dataclass(frozen=True)
@@ -53,15 +53,15 @@ def build_model(arch: str, cache: Path) -> RandomModel:
     )
 
     if arch == "tiny":
-        from pipeline.testmodel import make_test_model
+        from pipeline.engine.testmodel import make_test_model
 
         folder = make_test_model(cache / "tiny")
         return RandomModel(
             StableDiffusionPipeline.from_pretrained(folder, safety_checker=None), "tiny", "sd1"
         )
 
-    from pipeline.models.config_folder import shipped_configs
-    from pipeline.models.tokenizer import clip_tokenizer
+    from pipeline.domain.models.config_folder import shipped_configs
+    from pipeline.domain.models.tokenizer import clip_tokenizer
 
     configs = shipped_configs(arch)  # type: ignore[arg-type]
     tokenizer_dir = clip_tokenizer(cache)

@@ -1,4 +1,5 @@
-"""The Discord bot and the application's configuration.
+"""The Discord front door: the bot, its features (``bot.cogs``), delivery and rendering.
 
-Importing ``bot`` does not import discord.py: ``bot.settings`` is also used by the command line.
+It reaches the rest of nanke only through the job interface (``pipeline.queue.jobs``) and the
+composition root (``pipeline.app``); nothing outside ``bot`` imports it.
 """

@@ -1,4 +1,15 @@
-"""``NankeBot``: the discord.py bot, wired to the job service, the GPU worker and delivery."""
+"""``NankeBot``: the discord.py bot, the Discord front door onto the job interface.
+
+It builds the Discord side once, from the shared :class:`~pipeline.app.App` and the Discord
+settings: the job interface for the event loop (:class:`~bot.async_jobs.AsyncJobs`), delivery
+and the submit flow. Each feature module's ``setup`` hands its cog exactly what it needs and
+registers its buttons; nothing reaches back through the bot afterwards.
+
+The features are set up by calling their ``setup`` directly rather than with
+``load_extension``, which would execute each module a second time: features import each
+other's buttons (a result shows the job actions and the community row), and one class of
+each button must be the one registered and the one posted.
+"""
 
 from __future__ import annotations
 
@@ -10,26 +21,19 @@ from contextlib import suppress
 import discord
 from discord.ext import commands
 
-from bot.buttons import DYNAMIC_ITEMS
-from bot.community import Community
+from bot.async_jobs import AsyncJobs
+from bot.cogs import actions, community, gallery, imagine, listings, reproduce
+from bot.cogs import settings as settings_commands
 from bot.delivery import Deliverer
 from bot.errors import report_error
-from bot.flow import JobFlow
-from bot.listing import Listings
-from bot.services import Services
-from bot.settings import Settings
-from bot.sharing import Sharing
-from pipeline.worker import WorkerEvents
+from bot.settings import DiscordSettings
+from bot.submitting import Submitter
+from pipeline.app import App
+from pipeline.queue.worker import Worker, WorkerEvents
 
 log = logging.getLogger(__name__)
 
-COGS = (
-    "bot.cogs.imagine",
-    "bot.cogs.reproduce",
-    "bot.cogs.prompts",
-    "bot.cogs.gallery",
-    "bot.cogs.settings",
-)
+FEATURES = (imagine, actions, community, listings, gallery, reproduce, settings_commands)
 RETRY_INTERVAL = 5.0
 
 
@@ -46,34 +50,45 @@ def point_discord_py_at(api_base: str, gateway_url: str) -> None:
 
 
 class NankeBot(commands.Bot):
-    """The bot. One process runs it and the embedded GPU worker; SQLite needs no other service."""
+    """The bot. One process runs it and the embedded GPU worker; SQLite needs no other service.
 
-    def __init__(self, settings: Settings, services: Services) -> None:
+    ``start_worker=False`` leaves the worker stopped until :meth:`start_worker` is called.
+    """
+
+    def __init__(self, app: App, settings: DiscordSettings, *, start_worker: bool = True) -> None:
         super().__init__(
             command_prefix=commands.when_mentioned,
             intents=discord.Intents.none() | discord.Intents(guilds=True),
             allowed_mentions=discord.AllowedMentions.none(),
             help_command=None,
         )
+        self.app = app
         self.settings = settings
-        self.services = services
-        self.deliverer = Deliverer(self, services.jobs)
-        self.flow = JobFlow(self, services.jobs, self.deliverer)
-        self.community = Community(services.jobs)
-        self.listings = Listings(self)
-        self.sharing = Sharing(self)
+        self.jobs = AsyncJobs(app.jobs)
+        self.deliverer = Deliverer(self, self.jobs)
+        self.submitter = Submitter(
+            jobs=self.jobs, deliverer=self.deliverer, catalog=app.catalog, max_pixels=app.settings.max_pixels
+        )
+        self.worker: Worker | None = None
+        self._start_worker = start_worker
         self._retry_task: asyncio.Task[None] | None = None
 
     async def setup_hook(self) -> None:
-        self.add_dynamic_items(*DYNAMIC_ITEMS)
-        for cog in COGS:
-            await self.load_extension(cog)
+        for feature in FEATURES:
+            await feature.setup(self)
         self.tree.on_error = self.on_app_command_error
         await self._sync_commands()
-        loop = asyncio.get_running_loop()
-        self.services.worker.events = _LoopEvents(self, loop)
-        self.services.start_worker()
+        self.worker = self.app.worker(events=_LoopEvents(self.deliverer, asyncio.get_running_loop()))
+        if self._start_worker:
+            self.start_worker()
         self._retry_task = asyncio.create_task(self._retry_deliveries(), name="nanke-deliveries")
+
+    def start_worker(self) -> None:
+        """Requeue jobs a crash left running, then start the GPU worker thread."""
+        if self.worker is None:
+            raise RuntimeError("the worker is built in setup_hook: start the bot first")
+        self.worker.recover()
+        self.worker.start()
 
     async def _sync_commands(self) -> None:
         if self.settings.guild_ids:
@@ -113,22 +128,23 @@ class NankeBot(commands.Bot):
             self._retry_task.cancel()
             with suppress(asyncio.CancelledError):
                 await self._retry_task
-        await asyncio.to_thread(self.services.stop_worker)
+        if self.worker is not None:
+            await asyncio.to_thread(self.worker.stop)
         await super().close()
 
 
 class _LoopEvents(WorkerEvents):
     """Hands the worker thread's events to the bot's event loop."""
 
-    def __init__(self, bot: NankeBot, loop: asyncio.AbstractEventLoop) -> None:
-        self.bot = bot
+    def __init__(self, deliverer: Deliverer, loop: asyncio.AbstractEventLoop) -> None:
+        self.deliverer = deliverer
         self.loop = loop
 
     def progress(self, job_id: int, step: int, total: int, elapsed_s: float) -> None:
-        self.loop.call_soon_threadsafe(self.bot.deliverer.progress, job_id, step, total, elapsed_s)
+        self.loop.call_soon_threadsafe(self.deliverer.progress, job_id, step, total, elapsed_s)
 
     def finished(self, job_id: int) -> None:
-        future = asyncio.run_coroutine_threadsafe(self.bot.deliverer.deliver(job_id), self.loop)
+        future = asyncio.run_coroutine_threadsafe(self.deliverer.deliver(job_id), self.loop)
         future.add_done_callback(_log_failure)
 
 

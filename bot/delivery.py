@@ -11,37 +11,23 @@
 from __future__ import annotations
 
 import asyncio
-import io
 import logging
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import datetime, timedelta, timezone
-from typing import TYPE_CHECKING
 
 import discord
-from PIL import Image
 
 from bot import render
-from bot.buttons import queued_view, result_view
-from pipeline.jobs import JobService, JobSnapshot
-from pipeline.metadata import UploadTooLarge
-from storage import (
-    Delivery,
-    get_delivery_for_job,
-    mark_delivered,
-    pending_deliveries,
-    record_delivery_failure,
-    record_progress_message,
-)
-from storage.errors import JobNotFound
-
-if TYPE_CHECKING:
-    from bot.client import NankeBot
+from bot.async_jobs import AsyncJobs
+from bot.cogs.actions import queued_view, result_view
+from pipeline.domain.metadata import UploadTooLarge
+from pipeline.errors import JobNotFound
+from pipeline.queue.jobs import DeliverySnapshot, JobSnapshot
 
 log = logging.getLogger(__name__)
 
-TOKEN_LIFETIME = timedelta(minutes=15)
 TOKEN_MARGIN = timedelta(seconds=30)
 """A token this close to its expiry is treated as expired: a slow upload must not straddle it."""
 RETRY_DELAYS = (2.0, 5.0, 15.0, 60.0, 300.0)
@@ -67,18 +53,21 @@ class _ProgressState:
 
 
 class Deliverer:
-    """Posts queue, progress and result messages for jobs; all methods run on the bot's loop."""
+    """Posts queue, progress and result messages for jobs; all methods run on the bot's loop.
+
+    ``client`` is the Discord connection the messages go through.
+    """
 
     def __init__(
         self,
-        bot: NankeBot,
-        service: JobService,
+        client: discord.Client,
+        jobs: AsyncJobs,
         *,
         edit_interval: float = 2.0,
         now: Callable[[], datetime] = utcnow,
     ) -> None:
-        self.bot = bot
-        self.service = service
+        self.client = client
+        self.jobs = jobs
         self.edit_interval = edit_interval
         self.now = now
         self._progress: dict[int, _ProgressState] = {}
@@ -88,21 +77,17 @@ class Deliverer:
 
     async def announce_queued(self, interaction: discord.Interaction, job: JobSnapshot) -> None:
         """Turn the deferred response into the job's queue message (with ❌) and remember its id."""
-        position = await asyncio.to_thread(self.service.position, job.id)
+        position = await self.jobs.position(job.id)
         message = await interaction.edit_original_response(
             content=render.queued_text(job, position),
             view=queued_view(job.id),
             allowed_mentions=discord.AllowedMentions.none(),
         )
         self._progress.setdefault(job.id, _ProgressState()).last_edit = time.monotonic()
-        await asyncio.to_thread(self._record_progress_message, job.id, message.id)
+        await self.jobs.deliveries.record_progress_message(job.id, message_id=message.id)
         # A fast job may have finished while this message went out; deliver() waited for it.
-        if (await asyncio.to_thread(self.service.get, job.id)).finished:
+        if (await self.jobs.get(job.id)).finished:
             await self.deliver(job.id)
-
-    def _record_progress_message(self, job_id: int, message_id: int) -> None:
-        with self.service.database.session() as session:
-            record_progress_message(session, job_id=job_id, message_id=message_id)
 
     def progress(self, job_id: int, step: int, total: int, elapsed_s: float) -> None:
         """Show progress, coalescing updates so one message is edited at most every interval."""
@@ -121,8 +106,8 @@ class Deliverer:
             return
         try:
             if state.job is None:
-                state.job = await asyncio.to_thread(self.service.get, job_id)
-            delivery = await asyncio.to_thread(self._delivery, job_id)
+                state.job = await self.jobs.get(job_id)
+            delivery = await self.jobs.deliveries.get(job_id)
             if delivery is not None and delivery.progress_message_id is not None:
                 text = render.progress_text(state.job, *latest)
                 await self._edit(delivery, delivery.progress_message_id, content=text)
@@ -152,29 +137,29 @@ class Deliverer:
 
     async def _deliver(self, job_id: int) -> bool:
         try:
-            job = await asyncio.to_thread(self.service.get, job_id)
+            job = await self.jobs.get(job_id)
         except JobNotFound:
             return False  # deleted meanwhile: its delivery row went with it
-        delivery = await asyncio.to_thread(self._delivery, job_id)
+        delivery = await self.jobs.deliveries.get(job_id)
         if delivery is None or delivery.status != "pending" or not job.finished or self._announcing(delivery):
             return False
         try:
             message_id = await self._post_result(job, delivery)
         except discord.HTTPException as error:
-            await asyncio.to_thread(self._failed, delivery, str(error))
+            await self._failed(delivery, str(error))
             return False
         except Exception as error:
             log.exception("delivery of job %d failed unexpectedly", job_id)
-            await asyncio.to_thread(self._failed, delivery, repr(error))
+            await self._failed(delivery, repr(error))
             return False
-        await asyncio.to_thread(self._delivered, job_id, message_id)
+        await self.jobs.deliveries.mark_delivered(job_id, message_id=message_id)
         if delivery.progress_message_id is not None:
             await self._delete_quietly(delivery, delivery.progress_message_id)
         log.info("job %d delivered as message %d", job_id, message_id)
         return True
 
     async def _post_result(
-        self, job: JobSnapshot, delivery: Delivery, *, use_token: bool | None = None
+        self, job: JobSnapshot, delivery: DeliverySnapshot, *, use_token: bool | None = None
     ) -> int:
         """Post the result: as a follow-up while the interaction token lives, else in the channel
         with a mention of the requester. Returns the message id."""
@@ -220,41 +205,41 @@ class Deliverer:
                     continue
                 raise
 
-    async def _send_followup(self, delivery: Delivery, **kwargs: object) -> int:
+    async def _send_followup(self, delivery: DeliverySnapshot, **kwargs: object) -> int:
         webhook = self._webhook(delivery)
         message = await webhook.send(wait=True, **kwargs)  # type: ignore[arg-type]
         return message.id
 
-    async def _send_channel(self, delivery: Delivery, **kwargs: object) -> int:
-        channel = self.bot.get_channel(delivery.channel_id) or await self.bot.fetch_channel(
+    async def _send_channel(self, delivery: DeliverySnapshot, **kwargs: object) -> int:
+        channel = self.client.get_channel(delivery.channel_id) or await self.client.fetch_channel(
             delivery.channel_id
         )
         message = await channel.send(**kwargs)  # type: ignore[union-attr]
         return message.id
 
-    async def _edit(self, delivery: Delivery, message_id: int, **kwargs: object) -> None:
+    async def _edit(self, delivery: DeliverySnapshot, message_id: int, **kwargs: object) -> None:
         if self._token_valid(delivery):
             webhook = self._webhook(delivery)
             await webhook.edit_message(message_id, **kwargs)  # type: ignore[arg-type]
         else:
-            channel = self.bot.get_partial_messageable(delivery.channel_id)
+            channel = self.client.get_partial_messageable(delivery.channel_id)
             await channel.get_partial_message(message_id).edit(**kwargs)  # type: ignore[arg-type]
 
-    async def _delete_quietly(self, delivery: Delivery, message_id: int) -> None:
+    async def _delete_quietly(self, delivery: DeliverySnapshot, message_id: int) -> None:
         try:
             if self._token_valid(delivery):
                 webhook = self._webhook(delivery)
                 await webhook.delete_message(message_id)
             else:
                 await (
-                    self.bot.get_partial_messageable(delivery.channel_id)
+                    self.client.get_partial_messageable(delivery.channel_id)
                     .get_partial_message(message_id)
                     .delete()
                 )
         except discord.HTTPException as error:
             log.debug("could not delete progress message %d: %s", message_id, error)
 
-    def _announcing(self, delivery: Delivery) -> bool:
+    def _announcing(self, delivery: DeliverySnapshot) -> bool:
         """The queue message of a live interaction is not recorded yet (it is on its way).
 
         Posting now would fill the deferred response, which the queue message then overwrites;
@@ -267,11 +252,15 @@ class Deliverer:
             and self.now() < delivery.created_at + ANNOUNCE_GRACE
         )
 
-    def _webhook(self, delivery: Delivery) -> discord.Webhook:
+    def _webhook(self, delivery: DeliverySnapshot) -> discord.Webhook:
         """The interaction's webhook (follow-ups and edits of its messages while the token lives)."""
-        return discord.Webhook.partial(delivery.application_id, delivery.interaction_token, client=self.bot)
+        return discord.Webhook.partial(
+            delivery.application_id,  # type: ignore[arg-type]
+            delivery.interaction_token,  # type: ignore[arg-type]
+            client=self.client,
+        )
 
-    def _token_valid(self, delivery: Delivery) -> bool:
+    def _token_valid(self, delivery: DeliverySnapshot) -> bool:
         return (
             delivery.interaction_token is not None
             and delivery.application_id is not None
@@ -279,16 +268,16 @@ class Deliverer:
             and self.now() < delivery.token_expires_at - TOKEN_MARGIN
         )
 
-    def _upload_limit(self, delivery: Delivery) -> int:
+    def _upload_limit(self, delivery: DeliverySnapshot) -> int:
         """The interaction's own limit; else the guild's (boosts raise it); else Discord's default."""
         if delivery.upload_limit:
             return delivery.upload_limit
-        return render.upload_limit(self.bot.get_guild(delivery.guild_id) if delivery.guild_id else None)
+        return render.upload_limit(self.client.get_guild(delivery.guild_id) if delivery.guild_id else None)
 
     async def attachment(self, job: JobSnapshot, *, max_bytes: int) -> discord.File | None:
         """The job's image (or grid) as an upload under ``max_bytes``; ``None`` if it has none or
         it cannot fit (for /show and the showcase, which post a finished job again)."""
-        images = await asyncio.to_thread(self._load_images, job)
+        images = await self.jobs.images.load(job)
         if not images:
             return None
         try:
@@ -297,22 +286,7 @@ class Deliverer:
             log.warning("job %d: %s; posting it without the image", job.id, error)
             return None
 
-    # -- database side (run in a thread) ------------------------------------------------------
-
-    def _delivery(self, job_id: int) -> Delivery | None:
-        with self.service.database.session() as session:
-            return get_delivery_for_job(session, job_id=job_id)
-
-    def _load_images(self, job: JobSnapshot) -> list[Image.Image]:
-        return [
-            Image.open(io.BytesIO(self.service.image_bytes(image))).convert("RGB") for image in job.images
-        ]
-
-    def _delivered(self, job_id: int, message_id: int) -> None:
-        with self.service.database.session() as session:
-            mark_delivered(session, job_id=job_id, message_id=message_id)
-
-    def _failed(self, delivery: Delivery, error: str) -> None:
+    async def _failed(self, delivery: DeliverySnapshot, error: str) -> None:
         attempt = delivery.attempts + 1
         give_up = attempt >= MAX_ATTEMPTS
         delay = RETRY_DELAYS[min(attempt - 1, len(RETRY_DELAYS) - 1)]
@@ -323,19 +297,15 @@ class Deliverer:
             ", giving up" if give_up else f", retrying in {delay:g} s",
             error,
         )
-        with self.service.database.session() as session:
-            record_delivery_failure(
-                session,
-                job_id=delivery.job_id,
-                error=error,
-                retry_at=None if give_up else self.now() + timedelta(seconds=delay),
-            )
+        await self.jobs.deliveries.record_failure(
+            delivery.job_id, error=error, retry_at=None if give_up else self.now() + timedelta(seconds=delay)
+        )
 
     # -- the retry loop -----------------------------------------------------------------------
 
     async def deliver_due(self) -> int:
         """Deliver every finished job whose delivery is pending and due; returns how many went out."""
-        due = await asyncio.to_thread(self._due)
+        due = await self.jobs.deliveries.due(now=self.now())
         delivered = 0
         for job_id in due:
             try:
@@ -343,7 +313,3 @@ class Deliverer:
             except Exception:  # one bad row must not hold up the others
                 log.exception("delivering job %d failed", job_id)
         return delivered
-
-    def _due(self) -> list[int]:
-        with self.service.database.session() as session:
-            return [delivery.job_id for delivery in pending_deliveries(session, now=self.now())]

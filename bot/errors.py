@@ -12,8 +12,7 @@ import logging
 import discord
 from discord import app_commands
 
-from pipeline.errors import PipelineError
-from storage.errors import InvalidTransition, JobNotFound
+from pipeline.errors import JobBusy, PipelineError
 
 log = logging.getLogger(__name__)
 
@@ -34,10 +33,10 @@ def user_message(error: BaseException) -> str | None:
     """The short text to show a member for a known error, or ``None`` for an unexpected one."""
     if isinstance(error, app_commands.CommandInvokeError | discord.app_commands.TransformerError):
         error = error.__cause__ or error
-    if isinstance(error, BotError | PipelineError | JobNotFound):
-        return f"⚠️ {error}"
-    if isinstance(error, InvalidTransition):
+    if isinstance(error, JobBusy):
         return "⚠️ That job is busy right now; try again when it has finished."
+    if isinstance(error, BotError | PipelineError):
+        return f"⚠️ {error}"
     if isinstance(error, app_commands.CheckFailure):
         return "⛔ You can't use this command here."
     return None
@@ -65,6 +64,17 @@ async def report_error(
             )
     except discord.HTTPException:
         log.warning("could not tell %s about an error: %s", _describe(interaction), message)
+
+
+async def retract(
+    interaction: discord.Interaction, error: BaseException, *, job_id: int | None = None
+) -> None:
+    """Replace the public "thinking…" message by an ephemeral error: nothing was queued."""
+    try:
+        await interaction.delete_original_response()
+    except discord.HTTPException:
+        log.debug("could not delete the deferred response", exc_info=True)
+    await report_error(interaction, error, job_id=job_id)
 
 
 def _describe(interaction: discord.Interaction) -> str:

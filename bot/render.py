@@ -8,16 +8,15 @@ from collections.abc import Sequence
 import discord
 from PIL import Image
 
-from pipeline.grid import make_grid
-from pipeline.jobs import JobSnapshot
-from pipeline.metadata import encode_for_upload, format_infotext
+from pipeline.domain.grid import Picture
+from pipeline.domain.metadata import encode_for_upload
+from pipeline.queue.jobs import JobSnapshot
 
 EMBED_COLOUR = discord.Colour.from_rgb(88, 101, 242)
 DEFAULT_UPLOAD_LIMIT = 10 * 1024 * 1024
 TOO_LARGE_NOTE = (
     "⚠️ The image is too large to attach in this channel; `main.py show` on the host has the file."
 )
-THUMBNAIL_SIDE = 160
 KIND_WORDS = {"reroll": "Reroll", "upscale": "Upscale", "variation": "Variation", "remix": "Remix"}
 
 
@@ -91,29 +90,10 @@ def result_file(
     The file carries A1111 ``parameters`` (the first image's, for a grid, as the WebUI does), in a
     PNG when it fits and otherwise in a high-quality WebP or JPEG.
     """
-    picture = make_grid(images) if len(images) > 1 else images[0]
-    encoded = encode_for_upload(picture, parameters_text(job), max_bytes=max_bytes)
-    stem = "grid" if len(images) > 1 else "image"
+    picture = Picture.of(images, job.parameters_text())
+    encoded = encode_for_upload(picture.image, picture.parameters, max_bytes=max_bytes)
+    stem = "grid" if picture.grid else "image"
     return discord.File(io.BytesIO(encoded.data), filename=f"nanke-{job.id}-{stem}{encoded.suffix}")
-
-
-def parameters_text(job: JobSnapshot) -> str:
-    """AUTOMATIC1111's ``parameters`` text of the job's first image (what its PNG carries)."""
-    return format_infotext(
-        job.request,
-        seed=job.images[0].seed if job.images else job.request.seeds[0],
-        model_name=job.model_name,
-        model_hash=job.model_hash,
-    )
-
-
-def thumbnail_file(data: bytes, filename: str, *, side: int = THUMBNAIL_SIDE) -> discord.File:
-    """A small PNG of an image file's bytes, for listings."""
-    picture = Image.open(io.BytesIO(data)).convert("RGB")
-    picture.thumbnail((side, side))
-    buffer = io.BytesIO()
-    picture.save(buffer, format="PNG")
-    return discord.File(io.BytesIO(buffer.getvalue()), filename=filename)
 
 
 def shorten(text: str, limit: int) -> str:

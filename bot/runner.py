@@ -7,7 +7,8 @@ import logging
 import signal
 from typing import TYPE_CHECKING
 
-from bot.settings import Settings
+from bot.settings import DiscordSettings
+from pipeline.settings import Settings
 
 if TYPE_CHECKING:
     from bot.client import NankeBot
@@ -15,14 +16,14 @@ if TYPE_CHECKING:
 log = logging.getLogger(__name__)
 
 
-async def start_bot(settings: Settings, token: str) -> None:
+async def start_bot(settings: Settings, discord_settings: DiscordSettings, token: str) -> None:
     """Run the bot until it is closed (the tests start it this way, inside their event loop)."""
     from bot.client import NankeBot, point_discord_py_at
-    from bot.services import Services
+    from pipeline.app import App
 
-    point_discord_py_at(settings.discord_api_base, settings.discord_gateway_url)
-    services = await asyncio.to_thread(Services.build, settings)
-    async with NankeBot(settings, services) as bot:
+    point_discord_py_at(discord_settings.discord_api_base, discord_settings.discord_gateway_url)
+    app = await asyncio.to_thread(App(settings).open)
+    async with NankeBot(app, discord_settings) as bot:
         _close_on_signals(bot)
         await bot.start(token)
 
@@ -45,12 +46,12 @@ def _close_on_signals(bot: NankeBot) -> None:
             log.debug("cannot handle %s here", signum.name)
 
 
-def run_bot(settings: Settings, token: str) -> int:
+def run_bot(settings: Settings, discord_settings: DiscordSettings, token: str) -> int:
     """The ``main.py run`` entry: run until interrupted; returns the exit status."""
     import discord
 
     try:
-        asyncio.run(start_bot(settings, token))
+        asyncio.run(start_bot(settings, discord_settings, token))
     except discord.LoginFailure:
         log.error(
             "Discord refused the token: check DISCORD_TOKEN (Bot → Reset Token in the developer portal)"

@@ -1,66 +1,32 @@
-"""One typed settings object, read from the environment and ``.env``, validated at start.
+"""The Discord front door's settings: the token, where Discord is, and where to sync commands.
 
-Every problem is reported as one line naming the setting, so an admin sees all of them at
-once instead of a traceback. The object is passed down explicitly; nothing reads ``os.environ``
-after start-up.
+Read like the shared settings (:mod:`pipeline.settings`), from the environment and ``.env``,
+every problem one line naming the setting.
 """
 
 from __future__ import annotations
 
 import logging
-import os
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from pipeline.settings import Settings, SettingsError, SettingsReader, environment, load_settings
+
 log = logging.getLogger(__name__)
 
-DEFAULT_MODEL = "stable-diffusion-v1-5/stable-diffusion-v1-5"
 DEFAULT_API_BASE = "https://discord.com/api/v10"
 DEFAULT_GATEWAY_URL = "wss://gateway.discord.gg/"
-DEVICES = ("auto", "cuda", "mps", "cpu")
-DTYPES = ("auto", "fp16", "bf16", "fp32")
-LOG_LEVELS = ("DEBUG", "INFO", "WARNING", "ERROR")
 TOKEN_HELP = (
     "create an application at https://discord.com/developers/applications, add a bot, copy its token "
     "and put DISCORD_TOKEN=<token> in .env (see README: 'Creating the Discord application')"
 )
 
 
-class SettingsError(Exception):
-    """One or more settings are missing or wrong; ``problems`` holds one line per setting."""
-
-    def __init__(self, problems: list[str]) -> None:
-        self.problems = problems
-        super().__init__("\n".join(problems))
-
-
 @dataclass(frozen=True)
-class Settings:
-    """nanke's configuration. Field docs name the environment variable that sets each one."""
+class DiscordSettings:
+    """How the bot reaches Discord. Field docs name the environment variable that sets each one."""
 
-    data_dir: Path
-    """NANKE_DATA_DIR: the SQLite database and the image store (default ``./data``)."""
-    database_url: str
-    """DATABASE_URL: any SQLAlchemy URL (default ``sqlite:///<data_dir>/nanke.db``)."""
-    model: str = DEFAULT_MODEL
-    """NANKE_MODEL: a diffusers folder, a .safetensors/.ckpt file, a name in the models folder or a Hub id."""
-    models_dir: Path | None = None
-    """NANKE_MODELS_DIR: a folder scanned for more models (default ``<data_dir>/models`` if it exists)."""
-    device: str = "auto"
-    """NANKE_DEVICE: auto (CUDA, then MPS, then CPU), cuda, cuda:N, mps or cpu."""
-    dtype: str = "auto"
-    """NANKE_DTYPE: auto (fp16 on CUDA, fp32 elsewhere), fp16, bf16 or fp32."""
-    max_pixels: int = 1024 * 1024
-    """NANKE_MAX_PIXELS: the largest width x height a member may ask for (upscales may be 4x this)."""
-    max_batch: int = 4
-    """NANKE_MAX_BATCH: the most images one GPU batch may hold."""
-    max_queued_per_user: int = 3
-    """NANKE_MAX_QUEUED_PER_USER: how many unfinished jobs one member may have."""
-    upscaler_model: str | None = None
-    """NANKE_UPSCALER: a dedicated upscaler (diffusers folder or Hub id of an SD x4 or x2 latent upscaler)."""
-    low_vram: bool = False
-    """NANKE_LOW_VRAM: trade speed for memory (attention and VAE slicing, tiled VAE, model CPU offload)."""
     discord_token: str | None = field(default=None, repr=False)
     """DISCORD_TOKEN: the bot token (needed by ``run`` only)."""
     discord_api_base: str = DEFAULT_API_BASE
@@ -69,16 +35,6 @@ class Settings:
     """DISCORD_GATEWAY_URL: Discord's gateway address (likewise)."""
     guild_ids: tuple[int, ...] = ()
     """NANKE_GUILD_IDS: comma-separated guild ids to sync commands to at once (else global sync)."""
-    log_level: str = "INFO"
-    """NANKE_LOG_LEVEL: DEBUG, INFO, WARNING or ERROR."""
-
-    @property
-    def image_dir(self) -> Path:
-        return self.data_dir / "images"
-
-    @property
-    def cache_dir(self) -> Path:
-        return self.data_dir / "cache"
 
     def require_discord_token(self) -> str:
         if not self.discord_token:
@@ -86,113 +42,35 @@ class Settings:
         return self.discord_token
 
 
-def load_settings(
+def load_discord_settings(
     environ: Mapping[str, str] | None = None, *, dotenv: Path | None = Path(".env")
-) -> Settings:
-    """Read settings from ``environ`` (default: the process environment, after loading ``dotenv``).
-
-    Values already in the environment win over ``.env``. Raises :class:`SettingsError` listing
-    every bad value.
-    """
-    if environ is None:
-        if dotenv is not None and dotenv.is_file():
-            from dotenv import load_dotenv
-
-            load_dotenv(dotenv, override=False)
-        environ = os.environ
-    reader = _Reader(environ)
-    data_dir = Path(reader.text("NANKE_DATA_DIR", "./data")).expanduser()
-    models_dir_text = reader.text("NANKE_MODELS_DIR", "")
-    if models_dir_text:
-        models_dir: Path | None = Path(models_dir_text).expanduser()
-        if not models_dir.is_dir():
-            reader.problem("NANKE_MODELS_DIR", models_dir_text, "is not a folder")
-    else:
-        models_dir = data_dir / "models" if (data_dir / "models").is_dir() else None
-    settings = Settings(
-        data_dir=data_dir,
-        database_url=reader.text("DATABASE_URL", f"sqlite:///{(data_dir / 'nanke.db').as_posix()}"),
-        model=reader.text("NANKE_MODEL", DEFAULT_MODEL),
-        models_dir=models_dir,
-        device=reader.device("NANKE_DEVICE"),
-        dtype=reader.choice("NANKE_DTYPE", "auto", DTYPES),
-        max_pixels=reader.integer("NANKE_MAX_PIXELS", 1024 * 1024, low=64 * 64, high=2048 * 2048),
-        max_batch=reader.integer("NANKE_MAX_BATCH", 4, low=1, high=64),
-        max_queued_per_user=reader.integer("NANKE_MAX_QUEUED_PER_USER", 3, low=1, high=1000),
-        upscaler_model=reader.text("NANKE_UPSCALER", "") or None,
-        low_vram=reader.flag("NANKE_LOW_VRAM"),
+) -> DiscordSettings:
+    """Read the Discord settings like :func:`pipeline.settings.load_settings` reads the shared ones."""
+    reader = SettingsReader(environment(environ, dotenv=dotenv))
+    settings = DiscordSettings(
         discord_token=reader.text("DISCORD_TOKEN", "") or None,
         discord_api_base=reader.url("DISCORD_API_BASE", DEFAULT_API_BASE, ("http://", "https://")),
         discord_gateway_url=reader.url("DISCORD_GATEWAY_URL", DEFAULT_GATEWAY_URL, ("ws://", "wss://")),
         guild_ids=reader.id_list("NANKE_GUILD_IDS"),
-        log_level=reader.choice("NANKE_LOG_LEVEL", "INFO", LOG_LEVELS, upper=True),
     )
-    if reader.problems:
-        raise SettingsError(reader.problems)
+    reader.check()
     return settings
 
 
-class _Reader:
-    """Reads typed values and collects one problem line per bad setting."""
-
-    def __init__(self, environ: Mapping[str, str]) -> None:
-        self.environ = environ
-        self.problems: list[str] = []
-
-    def problem(self, name: str, value: str, why: str) -> None:
-        self.problems.append(f"{name}: {value!r} {why}")
-
-    def text(self, name: str, default: str) -> str:
-        return self.environ.get(name, "").strip() or default
-
-    def choice(self, name: str, default: str, allowed: tuple[str, ...], *, upper: bool = False) -> str:
-        value = self.text(name, default)
-        value = value.upper() if upper else value.lower()
-        if value not in allowed:
-            self.problem(name, value, f"is not one of {', '.join(allowed)}")
-            return default
-        return value
-
-    def device(self, name: str) -> str:
-        value = self.text(name, "auto").lower()
-        base, _, index = value.partition(":")
-        if base not in DEVICES or (index and (base != "cuda" or not index.isdigit())):
-            self.problem(name, value, "is not one of auto, cuda, cuda:N, mps, cpu")
-            return "auto"
-        return value
-
-    def integer(self, name: str, default: int, *, low: int, high: int) -> int:
-        raw = self.text(name, str(default)).replace("_", "")
+def load_bot_settings(
+    environ: Mapping[str, str] | None = None, *, dotenv: Path | None = Path(".env")
+) -> tuple[Settings, DiscordSettings]:
+    """The shared settings and the Discord ones, for running the bot; a :class:`SettingsError`
+    lists every problem of both at once."""
+    environ = environment(environ, dotenv=dotenv)
+    problems: list[str] = []
+    loaded: list[object] = []
+    for load in (load_settings, load_discord_settings):
         try:
-            value = int(raw)
-        except ValueError:
-            self.problem(name, raw, "is not a whole number")
-            return default
-        if not low <= value <= high:
-            self.problem(name, raw, f"is out of range ({low} to {high})")
-            return default
-        return value
-
-    def flag(self, name: str) -> bool:
-        value = self.text(name, "0").lower()
-        if value not in ("0", "1", "true", "false", "yes", "no", "on", "off"):
-            self.problem(name, value, "is not a yes/no value (1, 0, true, false, yes, no, on, off)")
-            return False
-        return value in ("1", "true", "yes", "on")
-
-    def url(self, name: str, default: str, schemes: tuple[str, ...]) -> str:
-        value = self.text(name, default)
-        if not value.startswith(schemes):
-            self.problem(name, value, f"must start with {' or '.join(schemes)}")
-            return default
-        return value
-
-    def id_list(self, name: str) -> tuple[int, ...]:
-        raw = self.text(name, "")
-        ids: list[int] = []
-        for part in filter(None, (p.strip() for p in raw.split(","))):
-            if not part.isdigit():
-                self.problem(name, part, "is not a Discord id (digits only)")
-                continue
-            ids.append(int(part))
-        return tuple(ids)
+            loaded.append(load(environ))
+        except SettingsError as error:
+            problems.extend(error.problems)
+    if problems:
+        raise SettingsError(problems)
+    settings, discord_settings = loaded
+    return settings, discord_settings  # type: ignore[return-value]

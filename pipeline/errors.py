@@ -62,3 +62,34 @@ class OutOfMemory(GenerationError):
 
 class Cancelled(PipelineError):
     """The job was cancelled while it was running."""
+
+
+# -- jobs (raised by the job interface, ``pipeline.queue.jobs``) -----------------------------------
+
+
+class JobError(PipelineError):
+    """A job cannot be found or cannot do what was asked of it now."""
+
+
+class JobNotFound(JobError, LookupError):
+    """No job has this id (it never existed or was deleted)."""
+
+    def __init__(self, job_id: int) -> None:
+        super().__init__(f"Job {job_id} no longer exists.")
+        self.job_id = job_id
+
+
+class JobBusy(JobError):
+    """The job is in a state that does not allow this (deleting a running job, say)."""
+
+
+class QueueFull(JobError):
+    """The member already has as many unfinished jobs as allowed."""
+
+
+class NotCancellable(JobError):
+    """The job has already finished."""
+
+
+class StoreError(PipelineError):
+    """The database or the image store failed in a known way (an old schema, say)."""

@@ -16,7 +16,7 @@ os.environ.setdefault("DISABLE_TQDM", "1")
 
 @pytest.fixture(scope="session")
 def tiny_model_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    """A tiny SD 1.x diffusers folder with random weights (see ``pipeline.testmodel``)."""
-    from pipeline.testmodel import make_test_model
+    """A tiny SD 1.x diffusers folder with random weights (see ``pipeline.engine.testmodel``)."""
+    from pipeline.engine.testmodel import make_test_model
 
     return make_test_model(tmp_path_factory.mktemp("models") / "tiny-sd")

@@ -12,7 +12,7 @@ import pytest
 
 @pytest.fixture(scope="session")
 def tiny_sdxl_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    """A tiny SDXL diffusers folder with random weights (see ``pipeline.testmodel``)."""
-    from pipeline.testmodel import make_test_sdxl_model
+    """A tiny SDXL diffusers folder with random weights (see ``pipeline.engine.testmodel``)."""
+    from pipeline.engine.testmodel import make_test_sdxl_model
 
     return make_test_sdxl_model(tmp_path_factory.mktemp("models") / "tiny-sdxl")

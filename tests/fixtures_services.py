@@ -1,6 +1,6 @@
 """Fixtures of the job, worker and command-line tests, on the tiny random-weight model.
 
-Everything runs through the real wiring (``Services.build``): settings, database, image store,
+Everything runs through the real wiring (``pipeline.app.App``): settings, database, image store,
 model loading, engine, runner and worker. Test modules load these fixtures with
 ``pytest_plugins = ("tests.fixtures_services",)`` and import helpers from ``helpers_services``.
 """
@@ -12,15 +12,14 @@ from pathlib import Path
 
 import pytest
 
-from bot.services import Services
-from bot.settings import load_settings
-from tests.helpers_services import settings_env
+from pipeline.app import App
+from pipeline.settings import load_settings
+from tests.helpers_services import Services, settings_env
 
 
 @pytest.fixture
 def services(tmp_path: Path, tiny_model_dir: Path) -> Iterator[Services]:
     """Services on a fresh data folder; the worker thread (if started) is stopped afterwards."""
-    built = Services.build(load_settings(settings_env(tmp_path / "data", tiny_model_dir)))
+    built = Services(App(load_settings(settings_env(tmp_path / "data", tiny_model_dir))).open())
     yield built
-    built.worker.stop(timeout=60)
-    built.database.dispose()
+    built.close()

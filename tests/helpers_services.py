@@ -13,12 +13,41 @@ import numpy as np
 from PIL import Image
 from sqlalchemy import func, select
 
-from bot.services import Services
-from pipeline.jobs import JobSnapshot, Requester
-from pipeline.metadata import read_parameters
-from pipeline.request import GenerationRequest
-from pipeline.worker import WorkerEvents
-from storage import Job
+from pipeline.app import App
+from pipeline.domain.metadata import read_parameters
+from pipeline.domain.request import GenerationRequest
+from pipeline.queue.jobs import JobSnapshot, Requester
+from pipeline.queue.worker import WorkerEvents
+from storage import Database, ImageStore, Job
+
+
+class Services:
+    """An :class:`App` as the tests use it: its parts, one worker (not started), and direct access
+    to the rows and files behind the job interface for setting up and checking states."""
+
+    def __init__(self, app: App) -> None:
+        self.app = app
+        self.settings = app.settings
+        self.jobs = app.jobs
+        self.runner = app.runner
+        self.scheduler = app.scheduler
+        self.engines = app.engines
+        self.worker = app.worker()
+        self.database = Database(app.settings.database_url)
+        self.store = ImageStore(app.settings.image_dir)
+
+    def start_worker(self) -> None:
+        self.worker.recover()
+        self.worker.start()
+
+    def stop_worker(self) -> None:
+        self.worker.stop()
+
+    def close(self) -> None:
+        self.worker.stop(timeout=60)
+        self.database.dispose()
+        self.app.close()
+
 
 LOCAL = Requester(name="local")
 """The command line's user: no Discord id, so no queue limit."""
@@ -28,7 +57,7 @@ BATCH_ROUNDING = 2
 """Levels (of 255) an image may differ from the same request run in a batch of another size.
 
 The engine's matrix products round differently for different batch sizes, so only a replay of
-the same batch (``pipeline.reproduce``) is exact.
+the same batch (``pipeline.queue.reproduce``) is exact.
 """
 
 

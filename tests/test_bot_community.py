@@ -5,9 +5,17 @@ from __future__ import annotations
 
 from typing import Any
 
-from bot.settings import Settings
 from tests.discord_double import DiscordDouble
-from tests.test_bot_e2e import FAST, TIMEOUT, custom_ids, labels, result_message, running_nanke, settings
+from tests.test_bot_e2e import (
+    FAST,
+    TIMEOUT,
+    BotSettings,
+    custom_ids,
+    labels,
+    result_message,
+    running_nanke,
+    settings,
+)
 
 pytest_plugins = ["tests.discord_double.fixtures"]
 __all__ = ["settings"]  # the fixture, imported so pytest finds it here
@@ -62,7 +70,9 @@ def like_label(message: Any) -> str | None:
     return message.component(like_id(message)).get("label")
 
 
-async def test_like_toggles_counts_and_feeds_top(settings: Settings, discord_double: DiscordDouble) -> None:
+async def test_like_toggles_counts_and_feeds_top(
+    settings: BotSettings, discord_double: DiscordDouble
+) -> None:
     async with running_nanke(settings, discord_double):
         result = await imagine(discord_double, "a red fox --n 2", count=1)
         assert labels(result)[-3:] == ["❤️", "Share", "Use this prompt"]
@@ -81,7 +91,7 @@ async def test_like_toggles_counts_and_feeds_top(settings: Settings, discord_dou
 
 
 async def test_search_ranks_and_private_jobs_never_appear(
-    settings: Settings, discord_double: DiscordDouble
+    settings: BotSettings, discord_double: DiscordDouble
 ) -> None:
     async with running_nanke(settings, discord_double):
         await imagine(discord_double, "a red fox in the snow near a river", count=1)
@@ -119,7 +129,7 @@ async def test_search_ranks_and_private_jobs_never_appear(
         assert "private" in info.embeds[0]["title"]
 
 
-async def test_deleted_job_leaves_every_listing(settings: Settings, discord_double: DiscordDouble) -> None:
+async def test_deleted_job_leaves_every_listing(settings: BotSettings, discord_double: DiscordDouble) -> None:
     async with running_nanke(settings, discord_double) as bot:
         result = await imagine(discord_double, "a lonely fox", count=1)
         assert listed(await listing(discord_double, "search", text="fox")) == [1]
@@ -128,10 +138,10 @@ async def test_deleted_job_leaves_every_listing(settings: Settings, discord_doub
         await click.wait_for_followups(1, timeout=TIMEOUT)
         assert listed(await listing(discord_double, "search", text="fox")) == []
         assert listed(await listing(discord_double, "recent")) == []
-        assert not list(bot.services.store.root.rglob("*.png"))
+        assert not list(bot.app.settings.image_dir.rglob("*.png"))
 
 
-async def test_guild_isolation(settings: Settings, discord_double: DiscordDouble) -> None:
+async def test_guild_isolation(settings: BotSettings, discord_double: DiscordDouble) -> None:
     world = discord_double.world
     other = world.add_guild("other guild")
     world.add_channel(other, "lobby")
@@ -158,7 +168,7 @@ async def test_guild_isolation(settings: Settings, discord_double: DiscordDouble
 
 
 async def test_share_posts_once_to_the_showcase_and_refuses_others(
-    settings: Settings, discord_double: DiscordDouble
+    settings: BotSettings, discord_double: DiscordDouble
 ) -> None:
     guild = discord_double.guild()
     owner = discord_double.user(guild.owner_id)
@@ -194,7 +204,7 @@ async def test_share_posts_once_to_the_showcase_and_refuses_others(
 
 
 async def test_remix_links_parent_and_child_and_credits_the_author(
-    settings: Settings, discord_double: DiscordDouble
+    settings: BotSettings, discord_double: DiscordDouble
 ) -> None:
     async with running_nanke(settings, discord_double) as bot:
         original = await imagine(discord_double, "a red fox --cfg 6", count=1)
@@ -213,7 +223,7 @@ async def test_remix_links_parent_and_child_and_credits_the_author(
         remix = await result_message(discord_double, count=2)
         assert "Remix of #1 by @alice" in remix.content
         assert remix.allowed_mentions == {"parse": []}
-        child = bot.services.jobs.get(2)
+        child = bot.app.jobs.get(2)
         assert (child.kind, child.parent_id, child.request.prompt) == ("remix", 1, "a blue fox")
         assert child.request.cfg_scale == 6
         top = await listing(discord_double, "top", period="all")
@@ -226,7 +236,7 @@ async def test_remix_links_parent_and_child_and_credits_the_author(
 
 
 async def test_show_of_an_old_job_has_working_buttons_after_a_restart(
-    settings: Settings, discord_double: DiscordDouble
+    settings: BotSettings, discord_double: DiscordDouble
 ) -> None:
     async with running_nanke(settings, discord_double):
         await imagine(discord_double, "a fox from before", count=1)
@@ -244,7 +254,7 @@ async def test_show_of_an_old_job_has_working_buttons_after_a_restart(
 
 
 async def test_listing_and_settings_commands_exist_only_in_servers(
-    settings: Settings, discord_double: DiscordDouble
+    settings: BotSettings, discord_double: DiscordDouble
 ) -> None:
     async with running_nanke(settings, discord_double):
         synced = {command["name"]: command for command in discord_double.commands.list(None)}

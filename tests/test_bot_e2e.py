@@ -16,10 +16,11 @@ from PIL import Image
 from sqlalchemy import func, select
 
 from bot.client import NankeBot
-from bot.services import Services
-from bot.settings import Settings, load_settings
-from pipeline.metadata import read_parameters
-from storage import Job
+from bot.settings import DiscordSettings, load_bot_settings
+from pipeline.app import App
+from pipeline.domain.metadata import read_parameters
+from pipeline.settings import Settings
+from storage import Database, Job
 from tests.discord_double import DiscordDouble
 from tests.discord_double.client import DEFAULT_TOKEN, running_client
 
@@ -29,9 +30,12 @@ FAST = "--steps 2 --size 64x64"
 TIMEOUT = 60.0
 
 
+BotSettings = tuple[Settings, DiscordSettings]
+
+
 @pytest.fixture
-def settings(tmp_path: Path, tiny_model_dir: Path, discord_double: DiscordDouble) -> Settings:
-    return load_settings(
+def settings(tmp_path: Path, tiny_model_dir: Path, discord_double: DiscordDouble) -> BotSettings:
+    return load_bot_settings(
         {
             "NANKE_DATA_DIR": str(tmp_path / "data"),
             "NANKE_MODEL": str(tiny_model_dir),
@@ -46,13 +50,12 @@ def settings(tmp_path: Path, tiny_model_dir: Path, discord_double: DiscordDouble
 
 @contextlib.asynccontextmanager
 async def running_nanke(
-    settings: Settings, double: DiscordDouble, *, worker: bool = True
+    settings: BotSettings, double: DiscordDouble, *, worker: bool = True
 ) -> AsyncIterator[NankeBot]:
-    """A brand-new bot process (services, worker, client) on ``settings``' database."""
-    services = await asyncio.to_thread(Services.build, settings)
-    if not worker:
-        services.start_worker = lambda: None  # type: ignore[method-assign]
-    bot = NankeBot(settings, services)
+    """A brand-new bot process (app, worker, client) on ``settings``' database."""
+    shared, discord_settings = settings
+    app = await asyncio.to_thread(App(shared).open)
+    bot = NankeBot(app, discord_settings, start_worker=worker)
     bot.deliverer.now = lambda: double.clock.datetime()
     bot.deliverer.edit_interval = 2.0
     async with running_client(bot, timeout=20.0):
@@ -89,11 +92,17 @@ def image_of(message: Any) -> tuple[Image.Image, str | None]:
 
 
 def job_count(bot: NankeBot) -> int:
-    with bot.services.database.session() as session:
-        return session.scalar(select(func.count(Job.id))) or 0
+    database = Database(bot.app.settings.database_url)
+    try:
+        with database.session() as session:
+            return session.scalar(select(func.count(Job.id))) or 0
+    finally:
+        database.dispose()
 
 
-async def test_imagine_posts_a_grid_with_buttons(settings: Settings, discord_double: DiscordDouble) -> None:
+async def test_imagine_posts_a_grid_with_buttons(
+    settings: BotSettings, discord_double: DiscordDouble
+) -> None:
     discord_double.min_edit_interval = 2.0
     async with running_nanke(settings, discord_double) as bot:
         command = await discord_double.send_slash_command(
@@ -122,7 +131,7 @@ async def test_imagine_posts_a_grid_with_buttons(settings: Settings, discord_dou
 
 
 async def test_bad_options_get_an_ephemeral_error_and_queue_nothing(
-    settings: Settings, discord_double: DiscordDouble
+    settings: BotSettings, discord_double: DiscordDouble
 ) -> None:
     async with running_nanke(settings, discord_double) as bot:
         for prompt, named in (
@@ -139,7 +148,7 @@ async def test_bad_options_get_an_ephemeral_error_and_queue_nothing(
 
 
 async def test_upscale_variation_and_reroll_buttons(
-    settings: Settings, discord_double: DiscordDouble
+    settings: BotSettings, discord_double: DiscordDouble
 ) -> None:
     async with running_nanke(settings, discord_double):
         command = await discord_double.send_slash_command(
@@ -176,7 +185,7 @@ async def test_upscale_variation_and_reroll_buttons(
 
 
 async def test_cancel_by_a_stranger_is_refused_and_by_the_owner_works(
-    settings: Settings, discord_double: DiscordDouble
+    settings: BotSettings, discord_double: DiscordDouble
 ) -> None:
     async with running_nanke(settings, discord_double, worker=False) as bot:
         command = await discord_double.send_slash_command(name="imagine", options={"prompt": f"a fox {FAST}"})
@@ -188,15 +197,15 @@ async def test_cancel_by_a_stranger_is_refused_and_by_the_owner_works(
         refused = await discord_double.click_button(queued, cancel, user=stranger)
         response = await refused.wait_for_response()
         assert response.data["flags"] & 64 and "Only the person" in response.data["content"]
-        assert bot.services.jobs.get(1).status == "queued"
+        assert bot.app.jobs.get(1).status == "queued"
 
         accepted = await discord_double.click_button(queued, cancel)
         await accepted.wait_for_followups()
-        assert bot.services.jobs.get(1).status == "cancelled"
+        assert bot.app.jobs.get(1).status == "cancelled"
 
 
 async def test_old_buttons_work_in_a_brand_new_process(
-    settings: Settings, discord_double: DiscordDouble
+    settings: BotSettings, discord_double: DiscordDouble
 ) -> None:
     async with running_nanke(settings, discord_double):
         command = await discord_double.send_slash_command(
@@ -215,7 +224,7 @@ async def test_old_buttons_work_in_a_brand_new_process(
 
 
 async def test_job_queued_at_shutdown_is_delivered_once_after_restart(
-    settings: Settings, discord_double: DiscordDouble
+    settings: BotSettings, discord_double: DiscordDouble
 ) -> None:
     async with running_nanke(settings, discord_double, worker=False):
         command = await discord_double.send_slash_command(name="imagine", options={"prompt": f"a fox {FAST}"})
@@ -227,17 +236,17 @@ async def test_job_queued_at_shutdown_is_delivered_once_after_restart(
         await asyncio.sleep(0.5)
         results = [m for m in discord_double.messages() if m.attachments]
         assert len(results) == 1
-        assert bot.services.jobs.get(1).status == "done"
+        assert bot.app.jobs.get(1).status == "done"
 
 
 async def test_result_after_token_expiry_goes_to_the_channel_with_a_mention(
-    settings: Settings, discord_double: DiscordDouble
+    settings: BotSettings, discord_double: DiscordDouble
 ) -> None:
     async with running_nanke(settings, discord_double, worker=False) as bot:
         command = await discord_double.send_slash_command(name="imagine", options={"prompt": f"a fox {FAST}"})
         await command.wait_for_original(lambda m: "job #1" in (m.content or ""))
         discord_double.clock.advance(16 * 60)
-        Services.start_worker(bot.services)
+        bot.start_worker()
         result = await result_message(discord_double)
         alice = discord_double.user("alice")
         assert result.content.startswith(f"<@{alice.id}>")
@@ -247,7 +256,7 @@ async def test_result_after_token_expiry_goes_to_the_channel_with_a_mention(
 
 
 async def test_upload_over_the_limit_is_sent_in_a_smaller_format(
-    settings: Settings, discord_double: DiscordDouble
+    settings: BotSettings, discord_double: DiscordDouble
 ) -> None:
     discord_double.upload_limit = 80_000
     async with running_nanke(settings, discord_double) as bot:
@@ -264,7 +273,7 @@ async def test_upload_over_the_limit_is_sent_in_a_smaller_format(
 
 
 async def test_an_image_that_cannot_fit_is_reported_with_working_buttons(
-    settings: Settings, discord_double: DiscordDouble
+    settings: BotSettings, discord_double: DiscordDouble
 ) -> None:
     discord_double.upload_limit = 2_000
     async with running_nanke(settings, discord_double) as bot:
@@ -277,11 +286,11 @@ async def test_an_image_that_cannot_fit_is_reported_with_working_buttons(
         )
         assert "too large to attach" in posted[-1].content
         assert custom_ids(posted[-1]), "the buttons still work without the image"
-        assert bot.services.jobs.get(1).status == "done"
+        assert bot.app.jobs.get(1).status == "done"
 
 
 async def test_a_server_error_is_retried_and_the_result_delivered_once(
-    settings: Settings, discord_double: DiscordDouble
+    settings: BotSettings, discord_double: DiscordDouble
 ) -> None:
     discord_double.fail_next("POST", "/webhooks/{application_id}/{token}", status=500)
     async with running_nanke(settings, discord_double):
@@ -294,7 +303,7 @@ async def test_a_server_error_is_retried_and_the_result_delivered_once(
 
 
 async def test_a_413_is_answered_with_a_smaller_upload(
-    settings: Settings, discord_double: DiscordDouble
+    settings: BotSettings, discord_double: DiscordDouble
 ) -> None:
     async with running_nanke(settings, discord_double, worker=False) as bot:
         command = await discord_double.send_slash_command(
@@ -302,7 +311,7 @@ async def test_a_413_is_answered_with_a_smaller_upload(
         )
         await command.wait_for_original(lambda m: "job #1" in (m.content or ""))
         discord_double.upload_limit = 80_000  # lower than the interaction announced
-        Services.start_worker(bot.services)
+        bot.start_worker()
         result = await result_message(discord_double)
         assert len(result.attachments[0].data) <= 80_000
         assert discord_double.requests(status=413), "the first, larger upload was refused"
@@ -310,9 +319,9 @@ async def test_a_413_is_answered_with_a_smaller_upload(
 
 
 async def test_reproduce_an_a1111_png_from_its_parameters(
-    settings: Settings, discord_double: DiscordDouble
+    settings: BotSettings, discord_double: DiscordDouble
 ) -> None:
-    from pipeline.metadata import write_png
+    from pipeline.domain.metadata import write_png
     from tests.discord_double.command_options import OptionFile
 
     infotext = (
@@ -334,7 +343,7 @@ async def test_reproduce_an_a1111_png_from_its_parameters(
             and "Sampler: DPM++ 2M Karras" in parameters
             and "CFG scale: 6.5" in parameters
         )
-        job = bot.services.jobs.get(1)
+        job = bot.app.jobs.get(1)
         assert job.request.prompt == "a lighthouse at dusk" and job.request.negative_prompt == "blurry"
         [notes] = [m for m in await command.wait_for_followups(2) if "differs from the original" in m.content]
         assert notes.flags & 64
@@ -352,22 +361,22 @@ async def test_reproduce_an_a1111_png_from_its_parameters(
 
 
 async def test_a_token_discord_rejects_falls_back_to_the_channel(
-    settings: Settings, discord_double: DiscordDouble
+    settings: BotSettings, discord_double: DiscordDouble
 ) -> None:
     async with running_nanke(settings, discord_double, worker=False) as bot:
         bot.deliverer.now = lambda: datetime.now(timezone.utc)  # the bot believes the token still lives
         command = await discord_double.send_slash_command(name="imagine", options={"prompt": f"a fox {FAST}"})
         await command.wait_for_original(lambda m: "job #1" in (m.content or ""))
         discord_double.clock.advance(16 * 60)  # ... but Discord has expired it
-        Services.start_worker(bot.services)
+        bot.start_worker()
         result = await result_message(discord_double)
         assert result.content.startswith(f"<@{discord_double.user('alice').id}>")
         assert discord_double.requests("POST", "/webhooks/{application_id}/{token}", status=401)
-        assert bot.services.jobs.get(1).status == "done"
+        assert bot.app.jobs.get(1).status == "done"
 
 
 async def test_a_job_that_finishes_before_its_queue_message_is_still_delivered_once(
-    settings: Settings, discord_double: DiscordDouble
+    settings: BotSettings, discord_double: DiscordDouble
 ) -> None:
     async with running_nanke(settings, discord_double) as bot:
         announce = bot.deliverer.announce_queued

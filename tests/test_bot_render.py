@@ -10,10 +10,14 @@ import numpy as np
 from PIL import Image
 
 from bot import render
-from bot.buttons import DYNAMIC_ITEMS, CancelButton, queued_view, result_view
-from pipeline.jobs import ImageSnapshot, JobSnapshot
-from pipeline.metadata import read_parameters
-from pipeline.request import GenerationRequest
+from bot.cogs import actions, community, listings
+from bot.cogs.actions import CancelButton, queued_view, result_view
+from pipeline.domain.metadata import read_parameters
+from pipeline.domain.request import GenerationRequest
+from pipeline.queue.jobs import ImageSnapshot, JobSnapshot
+
+DYNAMIC_ITEMS = (*actions.BUTTONS, *community.BUTTONS, *listings.BUTTONS)
+"""Every button class the bot registers."""
 
 
 def job(count: int = 4, **fields) -> JobSnapshot:

@@ -310,7 +310,7 @@ def test_imagine_fails_or_cancels_its_job_when_loading_the_model_raises(
     status: str,
 ) -> None:
     import main
-    from pipeline.pool import EnginePool
+    from pipeline.engine.pool import EnginePool
 
     folder = folder_at(tmp_path, tiny_model_dir)
     for name in [name for name in os.environ if name.startswith("NANKE_") or name in UNSET]:

@@ -5,10 +5,10 @@ from __future__ import annotations
 import pytest
 from PIL import Image
 
-from pipeline import derive
+from pipeline.domain.grid import grid_shape, make_grid
+from pipeline.domain.request import GenerationRequest
 from pipeline.errors import InvalidRequest
-from pipeline.grid import grid_shape, make_grid
-from pipeline.request import GenerationRequest
+from pipeline.queue import derive
 
 SHA = "ab" * 32
 PARENT = GenerationRequest(prompt="a fox", seed=7, count=4, width=768, height=512).validate()

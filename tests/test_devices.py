@@ -7,8 +7,8 @@ import logging
 import pytest
 import torch
 
-from pipeline import devices
-from pipeline.devices import describe_environment, is_out_of_memory, pick_device, pick_dtype
+from pipeline.engine import devices
+from pipeline.engine.devices import describe_environment, is_out_of_memory, pick_device, pick_dtype
 from pipeline.errors import DeviceError
 
 
@@ -62,7 +62,7 @@ def test_unknown_devices_raise(no_gpu: None, name: str) -> None:
 
 @pytest.mark.parametrize("preference", ["auto", "fp32", "fp16", "bf16", "half", "bfloat16"])
 def test_the_cpu_never_gets_half_precision(preference: str, caplog: pytest.LogCaptureFixture) -> None:
-    with caplog.at_level(logging.WARNING, logger="pipeline.devices"):
+    with caplog.at_level(logging.WARNING, logger="pipeline.engine.devices"):
         assert pick_dtype(torch.device("cpu"), preference) == torch.float32
     assert ("fp32 instead" in caplog.text) == (preference not in ("auto", "fp32"))
 
@@ -74,7 +74,7 @@ def test_cuda_dtypes(monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureF
     monkeypatch.setattr(torch.cuda, "is_bf16_supported", lambda: True)
     assert pick_dtype(cuda, "bf16") == torch.bfloat16
     monkeypatch.setattr(torch.cuda, "is_bf16_supported", lambda: False)
-    with caplog.at_level(logging.WARNING, logger="pipeline.devices"):
+    with caplog.at_level(logging.WARNING, logger="pipeline.engine.devices"):
         assert pick_dtype(cuda, "bf16") == torch.float16
     assert "bfloat16" in caplog.text
 

@@ -15,16 +15,12 @@ import pytest
 import torch
 from PIL import Image
 
-from pipeline.engine import (
-    Engine,
-    EngineOptions,
-    GenerationResult,
-    StepProgress,
-    latents_to_previews,
-)
+from pipeline.domain.request import GenerationRequest
+from pipeline.domain.samplers import SAMPLER_NAMES
+from pipeline.engine.core import Engine
+from pipeline.engine.preview import latents_to_previews
+from pipeline.engine.results import EngineOptions, GenerationResult, StepProgress
 from pipeline.errors import BlackImageError, Cancelled, DeviceError, InvalidRequest, OutOfMemory
-from pipeline.request import GenerationRequest
-from pipeline.samplers import SAMPLER_NAMES
 
 
 @dataclass(frozen=True)
@@ -440,8 +436,8 @@ def test_long_and_weighted_prompts_reach_the_model(engine: Engine) -> None:
 
 
 def test_engine_runs_a_model_from_the_loader(tiny_model_dir: Path, tmp_path: Path) -> None:
-    from pipeline.models.catalog import spec_for_path
-    from pipeline.models.loading import load_model
+    from pipeline.domain.models.catalog import spec_for_path
+    from pipeline.domain.models.loading import load_model
 
     spec = spec_for_path(tiny_model_dir)
     assert spec is not None

@@ -11,8 +11,9 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from pipeline.engine import Engine, StepProgress
-from pipeline.request import GenerationRequest
+from pipeline.domain.request import GenerationRequest
+from pipeline.engine.core import Engine
+from pipeline.engine.results import StepProgress
 
 pytest_plugins = ["tests.fixtures_models"]
 

@@ -7,11 +7,9 @@ from typing import Any
 
 import pytest
 
-from bot.services import Services
-from pipeline.errors import InvalidRequest, PipelineError
-from pipeline.jobs import NotCancellable, QueueFull
-from storage import InvalidTransition, JobNotFound, get_job, is_cancel_requested, start_job
-from tests.helpers_services import LOCAL, job_count, member, run_job, small_request
+from pipeline.errors import InvalidRequest, JobBusy, JobNotFound, NotCancellable, PipelineError, QueueFull
+from storage import get_job, is_cancel_requested, start_job
+from tests.helpers_services import LOCAL, Services, job_count, member, run_job, small_request
 
 pytest_plugins = ("tests.fixtures_services",)
 
@@ -200,7 +198,7 @@ def test_delete_removes_rows_and_unshared_files(services: Services) -> None:
     with pytest.raises(JobNotFound):
         services.jobs.get(first.id)
     assert shared.is_file(), "the file is still used by the second job"
-    assert services.jobs.image_bytes(second.images[0]) == shared.read_bytes()
+    assert services.jobs.images.read(second.images[0]) == shared.read_bytes()
 
     services.jobs.delete(second.id)
     assert not shared.exists()
@@ -214,7 +212,7 @@ def test_delete_refuses_a_running_job(services: Services) -> None:
     job = services.jobs.submit(small_request(), requester=LOCAL)
     with services.database.session() as session:
         start_job(session, job_id=job.id)
-    with pytest.raises(InvalidTransition):
+    with pytest.raises(JobBusy):
         services.jobs.delete(job.id)
     assert services.jobs.get(job.id).status == "running"
 

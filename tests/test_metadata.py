@@ -6,10 +6,10 @@ import pytest
 from hypothesis import assume, given, settings
 from hypothesis import strategies as st
 
-from pipeline.metadata import format_infotext, parse_infotext, strip_network_tags
-from pipeline.metadata.infotext import format_value, parse_settings_line
-from pipeline.request import GenerationRequest
-from pipeline.samplers import SAMPLER_NAMES
+from pipeline.domain.metadata import format_infotext, parse_infotext, strip_network_tags
+from pipeline.domain.metadata.infotext import format_value, parse_settings_line
+from pipeline.domain.request import GenerationRequest
+from pipeline.domain.samplers import SAMPLER_NAMES
 
 HASH = "0123456789"
 SOURCE = "ab" * 32

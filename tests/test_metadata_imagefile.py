@@ -11,8 +11,8 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 from PIL import ExifTags, Image
 
-from pipeline.metadata import UploadTooLarge, encode_for_upload, read_parameters, write_png
-from pipeline.metadata.imagefile import decode_user_comment, exif_with_user_comment, write_lossy
+from pipeline.domain.metadata import UploadTooLarge, encode_for_upload, read_parameters, write_png
+from pipeline.domain.metadata.imagefile import decode_user_comment, exif_with_user_comment, write_lossy
 
 LATIN = "a cat, best quality\nNegative prompt: ugly\nSteps: 20, Sampler: Euler a, CFG scale: 7, Seed: 7"
 UNICODE = "一只猫, ünïcode 🐱\nSteps: 20, Sampler: Euler a, CFG scale: 7, Seed: 7, Size: 64x64"

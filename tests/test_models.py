@@ -9,8 +9,15 @@ from pathlib import Path
 import pytest
 import torch
 
+from pipeline.domain.models import (
+    ModelCatalog,
+    ModelSpec,
+    detect_architecture,
+    hashing,
+    load_model,
+    model_hash,
+)
 from pipeline.errors import ModelLoadError, ModelNotFound
-from pipeline.models import ModelCatalog, ModelSpec, detect_architecture, hashing, load_model, model_hash
 
 CPU = torch.device("cpu")
 

@@ -11,8 +11,7 @@ import numpy as np
 import pytest
 import torch
 
-from pipeline.errors import ModelLoadError
-from pipeline.models import (
+from pipeline.domain.models import (
     Architecture,
     ModelSpec,
     derive_config_folder,
@@ -23,8 +22,9 @@ from pipeline.models import (
     single_file,
     tokenizer,
 )
-from pipeline.models.config_folder import SCHEDULER, shipped_configs
-from pipeline.testmodel import build_tiny_sdxl_components, tiny_sd_pipeline, tiny_sdxl_pipeline
+from pipeline.domain.models.config_folder import SCHEDULER, shipped_configs
+from pipeline.engine.testmodel import build_tiny_sdxl_components, tiny_sd_pipeline, tiny_sdxl_pipeline
+from pipeline.errors import ModelLoadError
 
 CPU = torch.device("cpu")
 COMPONENTS = ("unet", "vae", "text_encoder", "text_encoder_2")
@@ -489,7 +489,7 @@ def test_full_size_layouts_agree_with_diffusers(architecture: Architecture, diff
     )
     from transformers import CLIPTextConfig, CLIPTextModel, CLIPTextModelWithProjection
 
-    from pipeline.models.saving import to_original_state_dict
+    from pipeline.domain.models.saving import to_original_state_dict
 
     shipped = shipped_configs(architecture)
     with init_empty_weights():

@@ -1,4 +1,4 @@
-"""Cutting weighted prompts into 75-token chunks (pipeline.prompt.chunks).
+"""Cutting weighted prompts into 75-token chunks (pipeline.domain.prompt.chunks).
 
 The test tokenizer is byte-level: every character of a word is one token, so lengths are easy
 to build ("x" * 80 is 80 tokens) and a comma followed by a space is one token.
@@ -12,8 +12,8 @@ from typing import Any
 import pytest
 from transformers import CLIPTokenizer
 
-from pipeline.prompt.chunks import COMMA_LOOKBACK, Chunk, chunk_prompt
-from pipeline.testmodel import write_tokenizer
+from pipeline.domain.prompt.chunks import COMMA_LOOKBACK, Chunk, chunk_prompt
+from pipeline.engine.testmodel import write_tokenizer
 
 
 @pytest.fixture(scope="module")

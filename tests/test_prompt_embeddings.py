@@ -1,4 +1,4 @@
-"""Weighted, chunked prompt embeddings (pipeline.prompt.embeddings) on tiny SD 1.x and SDXL models.
+"""Weighted, chunked prompt embeddings (pipeline.domain.prompt.embeddings) on tiny SD 1.x and SDXL models.
 
 The tiny tokenizer is byte-level (one token per character), so "x" * 200 is 200 tokens.
 """
@@ -11,7 +11,7 @@ from typing import Any
 import pytest
 import torch
 
-from pipeline.prompt.embeddings import PromptEmbeddings, chunk_count, encode_prompt_batch
+from pipeline.domain.prompt.embeddings import PromptEmbeddings, chunk_count, encode_prompt_batch
 
 pytest_plugins = ["tests.fixtures_models"]
 

@@ -1,4 +1,4 @@
-"""AUTOMATIC1111 emphasis syntax (pipeline.prompt.emphasis)."""
+"""AUTOMATIC1111 emphasis syntax (pipeline.domain.prompt.emphasis)."""
 
 from __future__ import annotations
 
@@ -9,7 +9,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from pipeline.prompt.emphasis import BREAK, is_break, parse_emphasis
+from pipeline.domain.prompt.emphasis import BREAK, is_break, parse_emphasis
 
 Runs = list[tuple[str, float]]
 

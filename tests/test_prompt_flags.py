@@ -1,12 +1,12 @@
-"""Midjourney-style flags in /imagine text (pipeline.prompt.flags)."""
+"""Midjourney-style flags in /imagine text (pipeline.domain.prompt.flags)."""
 
 from __future__ import annotations
 
 import pytest
 
+from pipeline.domain.prompt.flags import KNOWN_FLAGS, ParsedPrompt, parse_prompt, size_for_aspect
+from pipeline.domain.request import GenerationRequest
 from pipeline.errors import InvalidRequest
-from pipeline.prompt.flags import KNOWN_FLAGS, ParsedPrompt, parse_prompt, size_for_aspect
-from pipeline.request import GenerationRequest
 
 
 def request(text: str, **defaults: object) -> GenerationRequest:
@@ -215,7 +215,7 @@ def test_empty_prompt_is_left_to_validation() -> None:
 def test_format_prompt_round_trips_through_parse_prompt() -> None:
     from dataclasses import replace
 
-    from pipeline.prompt.flags import format_prompt
+    from pipeline.domain.prompt.flags import format_prompt
 
     text = (
         'a (red:1.2) fox --no trees, text --size 64x128 --steps 2 --cfg 6.5 --n 2 --sampler "DPM++ 2M Karras"'

@@ -6,8 +6,8 @@ from datetime import datetime, timedelta, timezone
 
 import pytest
 
-from pipeline.request import GenerationRequest
-from pipeline.scheduler import FairScheduler, QueuedJob, batch_key
+from pipeline.domain.request import GenerationRequest
+from pipeline.queue.scheduler import FairScheduler, QueuedJob
 
 T0 = datetime(2026, 1, 1, tzinfo=timezone.utc)
 
@@ -54,9 +54,11 @@ def test_batch_groups_compatible_jobs_within_image_budget() -> None:
 
 def test_batch_never_mixes_models_sizes_or_samplers() -> None:
     base = GenerationRequest(prompt="x")
-    assert batch_key(base) == batch_key(GenerationRequest(prompt="other prompt", seed=9, negative_prompt="n"))
+    assert (
+        base.batch_key() == GenerationRequest(prompt="other prompt", seed=9, negative_prompt="n").batch_key()
+    )
     for change in ({"model": "m"}, {"width": 768}, {"sampler": "DDIM"}, {"cfg_scale": 5.0}, {"clip_skip": 2}):
-        assert batch_key(base) != batch_key(GenerationRequest(prompt="x", **change))
+        assert base.batch_key() != GenerationRequest(prompt="x", **change).batch_key()
 
 
 def test_position_and_empty_queue() -> None:

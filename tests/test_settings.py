@@ -6,15 +6,16 @@ from pathlib import Path
 
 import pytest
 
-from bot.settings import DEFAULT_MODEL, SettingsError, load_settings
+from bot.settings import load_bot_settings
+from pipeline.settings import DEFAULT_MODEL, SettingsError, load_settings
 
 
 def test_defaults(tmp_path: Path) -> None:
-    settings = load_settings({"NANKE_DATA_DIR": str(tmp_path)})
+    settings, discord = load_bot_settings({"NANKE_DATA_DIR": str(tmp_path)})
     assert settings.model == DEFAULT_MODEL
     assert settings.database_url == f"sqlite:///{tmp_path.as_posix()}/nanke.db"
     assert settings.device == "auto" and settings.dtype == "auto"
-    assert settings.discord_token is None
+    assert discord.discord_token is None
     assert settings.models_dir is None
     assert settings.image_dir == tmp_path / "images"
 
@@ -22,7 +23,7 @@ def test_defaults(tmp_path: Path) -> None:
 def test_every_variable_is_read(tmp_path: Path) -> None:
     models = tmp_path / "models"
     models.mkdir()
-    settings = load_settings(
+    settings, discord = load_bot_settings(
         {
             "NANKE_DATA_DIR": str(tmp_path),
             "DATABASE_URL": "postgresql://db/nanke",
@@ -46,10 +47,10 @@ def test_every_variable_is_read(tmp_path: Path) -> None:
     assert (settings.device, settings.dtype) == ("cuda:1", "bf16")
     assert (settings.max_pixels, settings.max_batch, settings.max_queued_per_user) == (262_144, 8, 5)
     assert settings.low_vram is True
-    assert settings.require_discord_token() == "abc"
-    assert settings.guild_ids == (1, 2)
+    assert discord.require_discord_token() == "abc"
+    assert discord.guild_ids == (1, 2)
     assert settings.log_level == "DEBUG"
-    assert "abc" not in repr(settings)
+    assert "abc" not in repr(settings) + repr(discord)
 
 
 def test_models_dir_defaults_to_data_models_when_present(tmp_path: Path) -> None:
@@ -59,7 +60,7 @@ def test_models_dir_defaults_to_data_models_when_present(tmp_path: Path) -> None
 
 def test_every_problem_is_one_line_naming_the_setting(tmp_path: Path) -> None:
     with pytest.raises(SettingsError) as caught:
-        load_settings(
+        load_bot_settings(
             {
                 "NANKE_DATA_DIR": str(tmp_path),
                 "NANKE_DEVICE": "gpu",
@@ -85,9 +86,9 @@ def test_every_problem_is_one_line_naming_the_setting(tmp_path: Path) -> None:
 
 
 def test_missing_token_says_how_to_set_it(tmp_path: Path) -> None:
-    settings = load_settings({"NANKE_DATA_DIR": str(tmp_path)})
+    _, discord = load_bot_settings({"NANKE_DATA_DIR": str(tmp_path)})
     with pytest.raises(SettingsError, match=r"DISCORD_TOKEN: not set.*developers/applications"):
-        settings.require_discord_token()
+        discord.require_discord_token()
 
 
 def test_dotenv_file_is_read_and_environment_wins(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:

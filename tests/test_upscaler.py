@@ -8,13 +8,13 @@ from pathlib import Path
 import pytest
 import torch
 
-from bot.services import Services
-from bot.settings import load_settings
+from pipeline.app import App
+from pipeline.engine.testmodel import write_tokenizer
+from pipeline.engine.upscaler import UpscalerEngine
 from pipeline.errors import ModelLoadError
-from pipeline.jobs import Requester
-from pipeline.testmodel import write_tokenizer
-from pipeline.upscaler import UpscalerEngine
-from tests.helpers_services import Recorder, parameters_of, run_job, settings_env, small_request
+from pipeline.queue.jobs import Requester
+from pipeline.settings import load_settings
+from tests.helpers_services import Recorder, Services, parameters_of, run_job, settings_env, small_request
 
 LOCAL = Requester(name="local")
 
@@ -78,9 +78,9 @@ def tiny_upscaler_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
 @pytest.fixture
 def services(tmp_path: Path, tiny_model_dir: Path, tiny_upscaler_dir: Path) -> Iterator[Services]:
     env = settings_env(tmp_path / "data", tiny_model_dir, NANKE_UPSCALER=str(tiny_upscaler_dir))
-    built = Services.build(load_settings(env))
+    built = Services(App(load_settings(env)).open())
     yield built
-    built.database.dispose()
+    built.close()
 
 
 def test_upscales_go_through_the_dedicated_upscaler(services: Services, tiny_upscaler_dir: Path) -> None:
@@ -103,12 +103,12 @@ def test_upscales_go_through_the_dedicated_upscaler(services: Services, tiny_ups
 
 
 def test_an_upscale_by_the_upscaler_reproduces(services: Services) -> None:
-    from pipeline.reproduce import reproduce_job
+    from pipeline.queue.reproduce import reproduce_job
 
     parent = run_job(services, small_request())
     child = services.jobs.submit_child(parent.id, action="upscale", requester=LOCAL)
     services.runner.run_and_save([child.id])
-    assert reproduce_job(services.runner, child.id).identical
+    assert reproduce_job(services.jobs, services.engines, child.id).identical
 
 
 def test_cancel_stops_the_upscaler(services: Services) -> None:

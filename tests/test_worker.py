@@ -14,18 +14,21 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from bot.services import Services
-from pipeline import worker as worker_module
-from pipeline.engine import Engine, GenerationResult
-from pipeline.jobs import JobService
-from pipeline.prompt.embeddings import chunk_count
-from pipeline.reproduce import reproduce_job
-from pipeline.request import GenerationRequest
+from pipeline.domain.prompt.embeddings import chunk_count
+from pipeline.domain.request import GenerationRequest
+from pipeline.engine.core import Engine
+from pipeline.engine.results import GenerationResult
+from pipeline.queue import worker as worker_module
+from pipeline.queue.executor import LocalExecutor
+from pipeline.queue.jobs import JobService
+from pipeline.queue.jobs import runs as runs_module
+from pipeline.queue.reproduce import reproduce_job
 from storage import is_cancel_requested, start_job
 from tests.helpers_services import (
     BATCH_ROUNDING,
     LOCAL,
     Recorder,
+    Services,
     member,
     parameters_of,
     pixels,
@@ -69,7 +72,7 @@ def test_a_job_runs_to_done_with_its_images_stored(services: Services) -> None:
     assert [image.index for image in job.images] == [0, 1, 2, 3]
     assert [image.seed for image in job.images] == [100, 101, 102, 103]
     for image in job.images:
-        data = services.jobs.image_bytes(image)
+        data = services.jobs.images.read(image)
         assert hashlib.sha256(data).hexdigest() == image.sha256
         assert image.path.endswith(".png")
         with Image.open(io.BytesIO(data)) as png:
@@ -281,13 +284,13 @@ def test_compatible_jobs_of_two_owners_share_one_engine_call(
         assert batched.status == single.status == "done"
         assert [image.seed for image in batched.images] == [image.seed for image in single.images]
         for ours, theirs in zip(batched.images, single.images, strict=True):
-            a, b = (pixels(services.jobs.image_bytes(image)).astype(np.int16) for image in (ours, theirs))
+            a, b = (pixels(services.jobs.images.read(image)).astype(np.int16) for image in (ours, theirs))
             # The same image up to float rounding: matrix products round differently for other
             # batch sizes (the engine's known limit), so exact equality is checked by replaying
             # the recorded batch below.
             assert np.abs(a - b).max() <= BATCH_ROUNDING, f"image {ours.index} of job {batched.id}"
-        assert reproduce_job(services.runner, batched.id).identical
-        assert reproduce_job(services.runner, single.id).identical
+        assert reproduce_job(services.jobs, services.engines, batched.id).identical
+        assert reproduce_job(services.jobs, services.engines, single.id).identical
 
 
 def test_prompts_of_different_chunk_counts_run_in_separate_calls(
@@ -309,7 +312,7 @@ def test_prompts_of_different_chunk_counts_run_in_separate_calls(
     assert [len(call) for call in generate_calls] == [1, 1]
     long_done = services.jobs.get(long.id)
     assert long_done.status == services.jobs.get(short.id).status == "done"
-    assert parameters_of(services.jobs.image_bytes(long_done.images[0])).startswith(LONG_PROMPT + "\n")
+    assert parameters_of(services.jobs.images.read(long_done.images[0])).startswith(LONG_PROMPT + "\n")
 
 
 # -- child jobs and reproduction ------------------------------------------------------------------
@@ -326,16 +329,16 @@ def test_upscale_and_variation_children_have_the_right_sizes(services: Services)
         assert child.status == "done", child.error
         [image] = child.images
         assert (image.width, image.height) == size
-        with Image.open(io.BytesIO(services.jobs.image_bytes(image))) as png:
+        with Image.open(io.BytesIO(services.jobs.images.read(image))) as png:
             assert png.size == size
         assert image.sha256 != parent.images[1].sha256
-        assert reproduce_job(services.runner, child.id).identical
+        assert reproduce_job(services.jobs, services.engines, child.id).identical
 
 
 def test_reproduce_a_fresh_job_and_notice_a_tampered_image(services: Services) -> None:
     job = run_job(services, small_request(seed=42, count=2))
 
-    fresh = reproduce_job(services.runner, job.id)
+    fresh = reproduce_job(services.jobs, services.engines, job.id)
     assert fresh.identical
     assert [(image.index, image.seed, image.identical) for image in fresh.images] == [
         (0, 42, True),
@@ -348,7 +351,7 @@ def test_reproduce_a_fresh_job_and_notice_a_tampered_image(services: Services) -
     changed[0, 0] = 255 - changed[0, 0]
     Image.fromarray(changed).save(stored, format="PNG")
 
-    tampered = reproduce_job(services.runner, job.id)
+    tampered = reproduce_job(services.jobs, services.engines, job.id)
     assert not tampered.identical
     assert [image.identical for image in tampered.images] == [True, False]
     assert tampered.images[1].differing_pixels == 1
@@ -358,7 +361,7 @@ def test_reproduce_a_fresh_job_and_notice_a_tampered_image(services: Services) -
 def test_reproduce_refuses_a_job_without_images(services: Services) -> None:
     job = services.jobs.submit(small_request(), requester=LOCAL)
     with pytest.raises(ValueError, match="no stored images"):
-        reproduce_job(services.runner, job.id)
+        reproduce_job(services.jobs, services.engines, job.id)
 
 
 # -- no started job is left running (review regressions) ------------------------------------------
@@ -391,14 +394,14 @@ def test_an_error_in_a_later_chunk_group_fails_only_the_jobs_left(
 ) -> None:
     short = services.jobs.submit(small_request("a red fox", seed=1), requester=member(1))
     long = services.jobs.submit(small_request(LONG_PROMPT, seed=2), requester=member(2))
-    real = worker_module.JobRunner._with_sources
+    real = LocalExecutor._generate
 
-    def database_gone_for_the_long_prompt(self: Any, jobs: Sequence[Any], events: Any) -> Any:
-        if any(job.id == long.id for job in jobs):
+    def database_gone_for_the_long_prompt(self: Any, engine: Any, tasks: Sequence[Any], *args: Any) -> Any:
+        if any(task.job_id == long.id for task in tasks):
             raise RuntimeError("database connection lost")
-        return real(self, jobs, events)
+        return real(self, engine, tasks, *args)
 
-    monkeypatch.setattr(worker_module.JobRunner, "_with_sources", database_gone_for_the_long_prompt)
+    monkeypatch.setattr(LocalExecutor, "_generate", database_gone_for_the_long_prompt)
     events = Recorder()
 
     services.runner.run_and_save([short.id, long.id], events=events)
@@ -439,7 +442,7 @@ def test_a_job_whose_rows_cannot_be_written_does_not_stop_the_rest_of_the_batch(
 ) -> None:
     jobs = [services.jobs.submit(small_request(seed=seed), requester=member(seed)) for seed in (1, 2)]
     broken = jobs[0].id
-    real_finish, real_fail = worker_module.finish_job, worker_module.fail_job
+    real_finish, real_fail = runs_module.finish_job, runs_module.fail_job
 
     def finish_job(session: Any, *, job_id: int, **fields: Any) -> Any:
         if job_id == broken:
@@ -451,8 +454,8 @@ def test_a_job_whose_rows_cannot_be_written_does_not_stop_the_rest_of_the_batch(
             raise RuntimeError("disk I/O error")
         return real_fail(session, job_id=job_id, error=error)
 
-    monkeypatch.setattr(worker_module, "finish_job", finish_job)
-    monkeypatch.setattr(worker_module, "fail_job", fail_job)
+    monkeypatch.setattr(runs_module, "finish_job", finish_job)
+    monkeypatch.setattr(runs_module, "fail_job", fail_job)
     events = Recorder()
     finished = services.runner.run([job.id for job in jobs], events=events)
 

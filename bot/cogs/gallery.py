@@ -1,20 +1,24 @@
-"""/show, /history and /info: one job again, your own jobs, and everything about a job."""
+"""/show and /info: one job again with working buttons, and everything about a job."""
 
 from __future__ import annotations
 
-import asyncio
 import logging
 from typing import TYPE_CHECKING
 
 import discord
 from discord import app_commands
-from discord.ext import commands
 
 from bot import render
+from bot.async_jobs import AsyncJobs
+from bot.buttons import Feature
+from bot.cogs.actions import result_view
+from bot.cogs.community import visible_job
+from bot.errors import BotError
 
 if TYPE_CHECKING:
     from bot.client import NankeBot
-    from pipeline.jobs import JobSnapshot
+    from bot.delivery import Deliverer
+    from pipeline.queue.jobs import JobSnapshot
 
 log = logging.getLogger(__name__)
 
@@ -22,35 +26,46 @@ CODE_LIMIT = 1000
 """An embed field holds 1024 characters, the code fence included."""
 
 
-class Gallery(commands.Cog):
-    """/show, /history and /info."""
+class Gallery(Feature):
+    """/show and /info."""
 
-    def __init__(self, bot: NankeBot) -> None:
-        self.bot = bot
+    def __init__(self, *, jobs: AsyncJobs, deliverer: Deliverer) -> None:
+        self.jobs = jobs
+        self.deliverer = deliverer
 
     @app_commands.command(name="show", description="Post a job's images again, with working buttons")
     @app_commands.describe(job="The job number (#123)")
     @app_commands.guild_only()
     async def show(self, interaction: discord.Interaction, job: app_commands.Range[int, 1]) -> None:
-        await self.bot.sharing.show(interaction, job_id=job)
-
-    @app_commands.command(name="history", description="Your own jobs in this server (only you see it)")
-    @app_commands.guild_only()
-    async def history(self, interaction: discord.Interaction) -> None:
-        await self.bot.listings.send(interaction, "history")
+        # One quick read before deferring, so "not found" is a private answer, not a public one.
+        snapshot = await visible_job(self.jobs, interaction, job)
+        if snapshot.status != "done":
+            raise BotError(f"Job #{job} has no images ({snapshot.status}).")
+        await interaction.response.defer(thinking=True)
+        likes = await self.jobs.community.like_count(job)
+        file = await self.deliverer.attachment(snapshot, max_bytes=interaction.filesize_limit)
+        kwargs: dict[str, object] = {"file": file} if file is not None else {}
+        await interaction.followup.send(
+            content=render.finished_text(snapshot),
+            embed=render.result_embed(snapshot),
+            view=result_view(snapshot.id, len(snapshot.images), likes=likes),
+            allowed_mentions=discord.AllowedMentions.none(),
+            **kwargs,  # type: ignore[arg-type]
+        )
 
     @app_commands.command(name="info", description="A job's parameters (ready for the WebUI) and lineage")
     @app_commands.describe(job="The job number (#123)")
     @app_commands.guild_only()
     async def info(self, interaction: discord.Interaction, job: app_commands.Range[int, 1]) -> None:
         await interaction.response.defer(ephemeral=True, thinking=True)
-        snapshot = await self.bot.sharing.visible(interaction, job)
-        children = await asyncio.to_thread(
-            self.bot.community.children, job, guild_id=interaction.guild_id, viewer_id=interaction.user.id
+        snapshot = await visible_job(self.jobs, interaction, job)
+        children = await self.jobs.community.children(
+            job, guild_id=interaction.guild_id, viewer_id=interaction.user.id
         )
-        embed = info_embed(snapshot, children)
         await interaction.followup.send(
-            embed=embed, ephemeral=True, allowed_mentions=discord.AllowedMentions.none()
+            embed=info_embed(snapshot, children),
+            ephemeral=True,
+            allowed_mentions=discord.AllowedMentions.none(),
         )
 
 
@@ -58,7 +73,7 @@ def info_embed(job: JobSnapshot, children: list[int]) -> discord.Embed:
     """The result embed, plus A1111's ``parameters`` text and the job's parent and children."""
     embed = render.result_embed(job)
     embed.title = f"Job #{job.id} · {job.kind} · {job.status}" + (" · 🔒 private" if job.private else "")
-    parameters = render.shorten(render.parameters_text(job), CODE_LIMIT - 8).replace("```", "'''")
+    parameters = render.shorten(job.parameters_text(), CODE_LIMIT - 8).replace("```", "'''")
     embed.add_field(name="Parameters (paste into the WebUI)", value=f"```\n{parameters}\n```", inline=False)
     if job.parent_id is not None:
         by = f" by {job.parent_owner_name}" if job.parent_owner_name else ""
@@ -69,4 +84,4 @@ def info_embed(job: JobSnapshot, children: list[int]) -> discord.Embed:
 
 
 async def setup(bot: NankeBot) -> None:
-    await bot.add_cog(Gallery(bot))
+    await bot.add_cog(Gallery(jobs=bot.jobs, deliverer=bot.deliverer))

@@ -7,15 +7,17 @@ from typing import TYPE_CHECKING
 
 import discord
 from discord import app_commands
-from discord.ext import commands
 
+from bot.buttons import Feature
 from bot.errors import report_error
+from pipeline.domain.models import ModelCatalog
+from pipeline.domain.request import MAX_CFG, MAX_COUNT, MAX_SEED, MAX_STEPS, MIN_CFG, MIN_COUNT, MIN_STEPS
+from pipeline.domain.samplers import SAMPLER_NAMES
 from pipeline.errors import PipelineError
-from pipeline.request import MAX_CFG, MAX_COUNT, MAX_SEED, MAX_STEPS, MIN_CFG, MIN_COUNT, MIN_STEPS
-from pipeline.samplers import SAMPLER_NAMES
 
 if TYPE_CHECKING:
     from bot.client import NankeBot
+    from bot.submitting import Submitter
 
 log = logging.getLogger(__name__)
 
@@ -31,11 +33,12 @@ ASPECTS = {
 SAMPLER_CHOICES = [app_commands.Choice(name=name, value=name) for name in SAMPLER_NAMES][:25]
 
 
-class Imagine(commands.Cog):
+class Imagine(Feature):
     """The /imagine command."""
 
-    def __init__(self, bot: NankeBot) -> None:
-        self.bot = bot
+    def __init__(self, *, submitter: Submitter, catalog: ModelCatalog) -> None:
+        self.submitter = submitter
+        self.catalog = catalog
 
     @app_commands.command(name="imagine", description="Generate images from a prompt")
     @app_commands.describe(
@@ -70,7 +73,7 @@ class Imagine(commands.Cog):
     ) -> None:
         # 1. Parse and validate (no I/O): bad input gets an ephemeral reply and queues nothing.
         try:
-            request, private_flag = self.bot.flow.prepare(
+            request, private_flag = self.submitter.prepare(
                 f"{prompt} --ar {aspect}" if aspect else prompt,
                 negative_prompt=negative,
                 seed=seed,
@@ -84,16 +87,16 @@ class Imagine(commands.Cog):
             await report_error(interaction, error)
             return
         # 2. Defer, store, announce. --private wins; else the option; else the member's default.
-        await self.bot.flow.start(interaction, request, private=True if private_flag else private)
+        await self.submitter.start(interaction, request, private=True if private_flag else private)
 
     @imagine.autocomplete("model")
     async def model_autocomplete(
         self, interaction: discord.Interaction, current: str
     ) -> list[app_commands.Choice[str]]:
-        names = self.bot.services.catalog.names()
+        names = self.catalog.names()
         needle = current.casefold()
         return [app_commands.Choice(name=n, value=n) for n in names if needle in n.casefold()][:25]
 
 
 async def setup(bot: NankeBot) -> None:
-    await bot.add_cog(Imagine(bot))
+    await bot.add_cog(Imagine(submitter=bot.submitter, catalog=bot.app.catalog))

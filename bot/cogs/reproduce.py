@@ -4,19 +4,20 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from dataclasses import replace
 from typing import TYPE_CHECKING
 
 import discord
 from discord import app_commands
-from discord.ext import commands
 
-from bot.errors import BotError
-from pipeline.errors import ModelNotFound
-from pipeline.metadata import parse_infotext, read_parameters
+from bot.buttons import Feature
+from bot.errors import BotError, retract
+from pipeline.domain.metadata import read_parameters
+from pipeline.domain.metadata.imported import import_request
+from pipeline.domain.models import ModelCatalog
 
 if TYPE_CHECKING:
     from bot.client import NankeBot
+    from bot.submitting import Submitter
 
 log = logging.getLogger(__name__)
 
@@ -28,11 +29,12 @@ class NoParameters(BotError):
     """The attachment carries no generation parameters."""
 
 
-class Reproduce(commands.Cog):
+class Reproduce(Feature):
     """The /reproduce command."""
 
-    def __init__(self, bot: NankeBot) -> None:
-        self.bot = bot
+    def __init__(self, *, submitter: Submitter, catalog: ModelCatalog) -> None:
+        self.submitter = submitter
+        self.catalog = catalog
 
     @app_commands.command(
         name="reproduce",
@@ -52,22 +54,14 @@ class Reproduce(commands.Cog):
                     f"{image.filename} has no generation parameters (no A1111 PNG Info). Images re-saved by "
                     "Discord, screenshots and most social sites lose them: use the original file."
                 )
-            parsed = parse_infotext(text)
-            notes = list(parsed.unsupported)
-            request = parsed.request
-            if request.model is not None:
-                try:
-                    spec = self.bot.services.catalog.resolve(request.model, allow_paths=False)
-                    request = replace(request, model=spec.name)
-                except ModelNotFound:
-                    notes.append(f"model {request.model!r} is not installed here: using the default model")
-                    request = replace(request, model=None)
-            request = request.validate(max_pixels=self.bot.settings.max_pixels)
+            imported = import_request(text, catalog=self.catalog)
+            notes = imported.notes
+            request = self.submitter.validate(imported.request)
         except Exception as error:
-            await self.bot.flow.retract(interaction, error)
+            await retract(interaction, error)
             return
         # 3. Queue it like any /imagine, then say what could not be honoured.
-        job = await self.bot.flow.start(interaction, request)
+        job = await self.submitter.start(interaction, request)
         if job is not None and notes:
             listed = "\n".join(f"• {note}" for note in notes[:10])
             await interaction.followup.send(
@@ -78,4 +72,4 @@ class Reproduce(commands.Cog):
 
 
 async def setup(bot: NankeBot) -> None:
-    await bot.add_cog(Reproduce(bot))
+    await bot.add_cog(Reproduce(submitter=bot.submitter, catalog=bot.app.catalog))

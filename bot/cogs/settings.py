@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import asyncio
 import logging
 from typing import TYPE_CHECKING
 
@@ -10,6 +9,7 @@ import discord
 from discord import app_commands
 from discord.ext import commands
 
+from bot.async_jobs import AsyncJobs
 from bot.errors import NotAllowed
 
 if TYPE_CHECKING:
@@ -22,8 +22,8 @@ log = logging.getLogger(__name__)
 class GuildSettingsCog(commands.GroupCog, group_name="settings", group_description="nanke's settings"):
     """The /settings group."""
 
-    def __init__(self, bot: NankeBot) -> None:
-        self.bot = bot
+    def __init__(self, *, jobs: AsyncJobs) -> None:
+        self.jobs = jobs
         super().__init__()
 
     @app_commands.command(name="showcase", description="Set the channel shared images are posted to")
@@ -37,8 +37,8 @@ class GuildSettingsCog(commands.GroupCog, group_name="settings", group_descripti
             raise NotAllowed("Only members with Manage Server can set the showcase channel.")
         assert interaction.guild_id is not None
         await interaction.response.defer(ephemeral=True, thinking=True)
-        await asyncio.to_thread(
-            self.bot.community.set_showcase, guild_id=interaction.guild_id, channel_id=channel and channel.id
+        await self.jobs.community.set_showcase(
+            guild_id=interaction.guild_id, channel_id=channel and channel.id
         )
         text = f"📌 Shared images now go to {channel.mention}." if channel else "📌 The showcase is off."
         await interaction.followup.send(text, ephemeral=True)
@@ -47,8 +47,7 @@ class GuildSettingsCog(commands.GroupCog, group_name="settings", group_descripti
     @app_commands.describe(enabled="True: new jobs stay out of listings, search and the showcase")
     async def private(self, interaction: discord.Interaction, enabled: bool) -> None:
         await interaction.response.defer(ephemeral=True, thinking=True)
-        await asyncio.to_thread(
-            self.bot.community.set_private_by_default,
+        await self.jobs.community.set_private_by_default(
             discord_id=interaction.user.id,
             name=interaction.user.display_name,
             private=enabled,
@@ -62,4 +61,4 @@ class GuildSettingsCog(commands.GroupCog, group_name="settings", group_descripti
 
 
 async def setup(bot: NankeBot) -> None:
-    await bot.add_cog(GuildSettingsCog(bot))
+    await bot.add_cog(GuildSettingsCog(jobs=bot.jobs))

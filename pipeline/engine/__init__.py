@@ -1,34 +1,16 @@
-"""The diffusers engine: runs batches of compatible requests on a loaded Stable Diffusion pipeline.
+"""The engine side: running batches of requests on a GPU (or the CPU) with diffusers.
 
-Usage::
+- :mod:`~pipeline.engine.core`: :class:`Engine`, one loaded pipeline that turns a batch of
+  compatible requests into images, with progress, cancellation and the NaN and out-of-memory
+  guards of :mod:`~pipeline.engine.guards`;
+- :mod:`~pipeline.engine.results`: its typed options, progress and results;
+- :mod:`~pipeline.engine.pool`: the loaded engines, one per model, and the dedicated upscaler
+  (:mod:`~pipeline.engine.upscaler`);
+- :mod:`~pipeline.engine.devices`: which device and dtype to run on (its vocabulary, without
+  torch, is :mod:`~pipeline.engine.device_names`);
+- :mod:`~pipeline.engine.testmodel`: tiny random-weight pipelines for tests and demos.
 
-    device = pick_device(settings.device)
-    engine = Engine(loaded_model, device=device, dtype=pick_dtype(device, settings.dtype))
-    results = engine.generate([request.with_seed()], on_step=report)
+It depends on the domain (``pipeline.domain``) only and knows nothing of jobs or storage.
+Import from the modules: this package imports nothing, so reading the device vocabulary does
+not load torch.
 """
-
-from __future__ import annotations
-
-from pipeline.engine.core import BATCH_FIELDS, Engine
-from pipeline.engine.preview import LATENT_RGB_FACTORS, latents_to_previews
-from pipeline.engine.results import (
-    ARCHITECTURES,
-    EngineOptions,
-    GeneratedImage,
-    GenerationResult,
-    ModelLike,
-    StepProgress,
-)
-
-__all__ = [
-    "ARCHITECTURES",
-    "BATCH_FIELDS",
-    "LATENT_RGB_FACTORS",
-    "Engine",
-    "EngineOptions",
-    "GeneratedImage",
-    "GenerationResult",
-    "ModelLike",
-    "StepProgress",
-    "latents_to_previews",
-]

@@ -7,7 +7,7 @@ per-step noise from the same generator, so an image does not depend on the devic
 images in its batch, or on the batch being split after an out-of-memory error.
 
 The pipeline returns latents (``output_type="latent"``); the engine decodes them itself so it
-can check them for NaN/black output and retry the VAE in float32 (see :mod:`pipeline.guards`).
+can check them for NaN/black output and retry the VAE in float32 (see :mod:`pipeline.engine.guards`).
 This also skips diffusers' safety checker and SDXL watermark, which nanke does not use.
 """
 
@@ -23,7 +23,15 @@ from typing import Any
 import torch
 from PIL import Image
 
-from pipeline.devices import describe_environment, free_memory, is_out_of_memory
+from pipeline.domain.request import BATCH_FIELDS, GenerationRequest
+from pipeline.domain.samplers import build_scheduler
+from pipeline.engine.devices import describe_environment, free_memory, is_out_of_memory
+from pipeline.engine.guards import (
+    bad_image_indices,
+    black_image_message,
+    non_finite_indices,
+    out_of_memory_message,
+)
 from pipeline.engine.preview import latents_to_previews
 from pipeline.engine.results import (
     ARCHITECTURES,
@@ -34,28 +42,8 @@ from pipeline.engine.results import (
     StepProgress,
 )
 from pipeline.errors import BlackImageError, Cancelled, DeviceError, InvalidRequest, OutOfMemory
-from pipeline.guards import (
-    bad_image_indices,
-    black_image_message,
-    non_finite_indices,
-    out_of_memory_message,
-)
-from pipeline.request import GenerationRequest
-from pipeline.samplers import build_scheduler
 
 log = logging.getLogger(__name__)
-
-BATCH_FIELDS: tuple[str, ...] = (
-    "mode",
-    "width",
-    "height",
-    "steps",
-    "sampler",
-    "cfg_scale",
-    "clip_skip",
-    "strength",
-)
-"""Fields every request of one batch must share (prompts, seeds and counts may differ)."""
 
 _HALF_DTYPES = (torch.float16, torch.bfloat16)
 
@@ -85,7 +73,7 @@ class Engine:
     """Runs batches of :class:`GenerationRequest` on one loaded diffusers pipeline.
 
     ``model`` is anything with ``pipe``, ``name``, ``hash`` and ``architecture`` (such as
-    ``pipeline.models.LoadedModel``); the engine does not care how it was loaded. ``device``
+    ``pipeline.domain.models.LoadedModel``); the engine does not care how it was loaded. ``device``
     and ``dtype`` default to where the pipeline already is; when given, the pipeline is moved.
     One engine runs one batch at a time (calls from several threads wait for each other).
     """
@@ -121,7 +109,7 @@ class Engine:
         if device.type == "cpu" and dtype in _HALF_DTYPES:
             raise DeviceError(
                 f"dtype: {dtype} on the cpu is not supported (slow or missing half-precision kernels); "
-                "use float32 (pipeline.devices.pick_dtype chooses it)"
+                "use float32 (pipeline.engine.devices.pick_dtype chooses it)"
             )
         self.options = options or EngineOptions()
         offload = self.options.cpu_offload
@@ -358,7 +346,7 @@ class Engine:
         run: _Run,
     ) -> dict[_Slot, tuple[Image.Image, bool]]:
         """One diffusers call for ``slots``: denoise to latents, then decode them with the NaN guard."""
-        from pipeline.prompt.embeddings import encode_prompt_batch
+        from pipeline.domain.prompt.embeddings import encode_prompt_batch
 
         head = batch[0]
         if run.should_cancel is not None and run.should_cancel():

@@ -8,14 +8,14 @@ from typing import Any, Protocol
 
 from PIL import Image
 
-from pipeline.guards import BLACK_LEVEL
-from pipeline.request import GenerationRequest
+from pipeline.domain.request import GenerationRequest
+from pipeline.engine.guards import BLACK_LEVEL
 
 ARCHITECTURES: tuple[str, ...] = ("sd1", "sd2", "sdxl")
 
 
 class ModelLike(Protocol):
-    """What the engine needs of a loaded model (``pipeline.models.LoadedModel`` fits)."""
+    """What the engine needs of a loaded model (``pipeline.domain.models.LoadedModel`` fits)."""
 
     @property
     def pipe(self) -> Any:

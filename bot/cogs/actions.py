@@ -1,0 +1,262 @@
+"""Job actions: the buttons under a job (U1–U4, V1–V4, Vary, 🔄, ❌, 🗑) and what they do.
+
+U/V/🔄 queue a child job (an upscale, a variation, a reroll) for whoever clicked; ❌ cancels a
+queued or running job and 🗑 deletes a finished one, each for the job's owner or a member with
+Manage Messages. ``custom_id``: ``nk:<action>:<job id>[:<image index>[:<strength>]]``.
+"""
+
+from __future__ import annotations
+
+import logging
+import re
+from typing import TYPE_CHECKING, Any
+
+import discord
+
+from bot.async_jobs import AsyncJobs
+from bot.buttons import JOB_ID, CustomId, Feature, JobButton, owner_of
+from bot.cogs.community import LikeButton, ShareButton, UseButton
+from bot.errors import JobGone, NotAllowed, retract
+from bot.interactions import destination_of, requester_of
+from pipeline.errors import JobNotFound
+from pipeline.queue.jobs import JobSnapshot
+
+if TYPE_CHECKING:
+    from bot.client import NankeBot
+    from bot.delivery import Deliverer
+
+log = logging.getLogger(__name__)
+
+UPSCALE = CustomId("nk:up:{job}:{index}", job=JOB_ID, index=r"[0-3]")
+VARIATION = CustomId("nk:var:{job}:{index}:{strength}", job=JOB_ID, index=r"[0-3]", strength=r"strong|subtle")
+REROLL = CustomId("nk:reroll:{job}", job=JOB_ID)
+CANCEL = CustomId("nk:cancel:{job}", job=JOB_ID)
+DELETE = CustomId("nk:delete:{job}", job=JOB_ID)
+
+
+class JobActions(Feature):
+    """The handlers of the job buttons."""
+
+    def __init__(self, *, jobs: AsyncJobs, deliverer: Deliverer, client: discord.Client) -> None:
+        self.jobs = jobs
+        self.deliverer = deliverer
+        self.client = client
+
+    async def start_child(
+        self,
+        interaction: discord.Interaction,
+        *,
+        parent_id: int,
+        action: str,
+        index: int = 0,
+        strength: str = "strong",
+    ) -> JobSnapshot | None:
+        """Queue the reroll/upscale/variation of ``parent_id`` for the person who clicked."""
+        await interaction.response.defer(thinking=True)
+        try:
+            job = await self.jobs.submit_child(
+                parent_id,
+                action=action,
+                index=index,
+                strength=strength,
+                requester=requester_of(interaction),
+                destination=destination_of(interaction),
+            )
+        except JobNotFound:
+            await retract(interaction, JobGone(f"Job {parent_id} no longer exists."))
+            return None
+        except Exception as error:
+            await retract(interaction, error, job_id=parent_id)
+            return None
+        await self.deliverer.announce_queued(interaction, job)
+        return job
+
+    async def cancel(self, interaction: discord.Interaction, *, job_id: int) -> None:
+        await interaction.response.defer(ephemeral=True, thinking=True)
+        job = await self.jobs.cancel(job_id)
+        if job.status == "cancelled":
+            await self.deliverer.deliver(job_id)
+            text = f"Job #{job_id} is cancelled."
+        else:  # running: it stops at its next step, or finishes if it shares a batch with others
+            text = f"Job #{job_id} will stop at its next step."
+        await interaction.followup.send(text, ephemeral=True)
+
+    async def delete(self, interaction: discord.Interaction, *, job_id: int) -> None:
+        """Delete the job, its images, the message clicked and its showcase post."""
+        await interaction.response.defer(ephemeral=True, thinking=True)
+        showcased = await self.jobs.community.showcase_message(job_id)
+        await self.jobs.delete(job_id)
+        messages = [interaction.message] if interaction.message is not None else []
+        if showcased is not None:
+            channel_id, message_id = showcased
+            messages.append(self.client.get_partial_messageable(channel_id).get_partial_message(message_id))
+        for message in messages:
+            try:
+                await message.delete()
+            except discord.HTTPException as error:
+                log.info("could not delete message %d of job %d: %s", message.id, job_id, error)
+        await interaction.followup.send(f"Job #{job_id} and its images are deleted.", ephemeral=True)
+
+
+# -- the buttons ----------------------------------------------------------------------------------
+
+
+class UpscaleButton(JobButton, template=UPSCALE.template):
+    """U1…U4: a 2x upscale of image ``index``."""
+
+    def __init__(self, job_id: int, index: int, *, label: str | None = None) -> None:
+        self.index = index
+        super().__init__(
+            job_id,
+            discord.ui.Button(
+                label=label or f"U{index + 1}",
+                style=discord.ButtonStyle.secondary,
+                custom_id=UPSCALE.format(job=job_id, index=index),
+            ),
+        )
+
+    @classmethod
+    def parse(cls, match: re.Match[str]) -> dict[str, Any]:
+        return {"job_id": int(match["job"]), "index": int(match["index"])}
+
+    async def run(self, interaction: discord.Interaction) -> None:
+        await JobActions.of(interaction).start_child(
+            interaction, parent_id=self.job_id, action="upscale", index=self.index
+        )
+
+
+class VariationButton(JobButton, template=VARIATION.template):
+    """V1…V4 (strong variation of image ``index``), and Vary (Strong) / Vary (Subtle) on singles."""
+
+    def __init__(
+        self, job_id: int, index: int, strength: str = "strong", *, label: str | None = None
+    ) -> None:
+        self.index = index
+        self.strength = strength
+        super().__init__(
+            job_id,
+            discord.ui.Button(
+                label=label or f"V{index + 1}",
+                style=discord.ButtonStyle.secondary,
+                custom_id=VARIATION.format(job=job_id, index=index, strength=strength),
+            ),
+        )
+
+    @classmethod
+    def parse(cls, match: re.Match[str]) -> dict[str, Any]:
+        return {"job_id": int(match["job"]), "index": int(match["index"]), "strength": match["strength"]}
+
+    async def run(self, interaction: discord.Interaction) -> None:
+        await JobActions.of(interaction).start_child(
+            interaction, parent_id=self.job_id, action="variation", index=self.index, strength=self.strength
+        )
+
+
+class RerollButton(JobButton, template=REROLL.template):
+    """🔄: the same request again with new seeds."""
+
+    def __init__(self, job_id: int) -> None:
+        super().__init__(
+            job_id,
+            discord.ui.Button(
+                emoji="🔄", style=discord.ButtonStyle.secondary, custom_id=REROLL.format(job=job_id)
+            ),
+        )
+
+    async def run(self, interaction: discord.Interaction) -> None:
+        await JobActions.of(interaction).start_child(interaction, parent_id=self.job_id, action="reroll")
+
+
+class OwnerOnlyButton(JobButton, template=r"nk:owner:(?P<job>[0-9]+)"):
+    """A button only the job's owner or a member with Manage Messages may press."""
+
+    async def check(self, interaction: discord.Interaction) -> None:
+        owner = await owner_of(JobActions.of(interaction).jobs, self.job_id)
+        if interaction.user.id != owner and not interaction.permissions.manage_messages:
+            raise NotAllowed("Only the person who asked for this job (or a moderator) can do that.")
+
+
+class CancelButton(OwnerOnlyButton, template=CANCEL.template):
+    """❌: cancel a queued or running job."""
+
+    def __init__(self, job_id: int) -> None:
+        super().__init__(
+            job_id,
+            discord.ui.Button(
+                emoji="❌", style=discord.ButtonStyle.secondary, custom_id=CANCEL.format(job=job_id)
+            ),
+        )
+
+    async def run(self, interaction: discord.Interaction) -> None:
+        await JobActions.of(interaction).cancel(interaction, job_id=self.job_id)
+
+
+class DeleteButton(OwnerOnlyButton, template=DELETE.template):
+    """🗑: delete a finished job's message and its images."""
+
+    def __init__(self, job_id: int) -> None:
+        super().__init__(
+            job_id,
+            discord.ui.Button(
+                emoji="🗑️", style=discord.ButtonStyle.secondary, custom_id=DELETE.format(job=job_id)
+            ),
+        )
+
+    async def run(self, interaction: discord.Interaction) -> None:
+        await JobActions.of(interaction).delete(interaction, job_id=self.job_id)
+
+
+BUTTONS: tuple[type[JobButton], ...] = (
+    UpscaleButton,
+    VariationButton,
+    RerollButton,
+    CancelButton,
+    DeleteButton,
+)
+"""Registered in ``setup_hook`` (by :func:`setup`)."""
+
+
+# -- the views ------------------------------------------------------------------------------------
+
+
+def result_view(job_id: int, image_count: int, *, likes: int = 0) -> discord.ui.View:
+    """The buttons under a finished job: U/V per image for grids; upscale/vary for singles; then
+    a row of ❤ (with the like count), 📌 Share and Use this prompt."""
+    view = discord.ui.View(timeout=None)
+    if image_count > 1:
+        for index in range(image_count):
+            view.add_item(UpscaleButton(job_id, index))
+        view.add_item(RerollButton(job_id))
+        for index in range(image_count):
+            view.add_item(VariationButton(job_id, index))
+        view.add_item(DeleteButton(job_id))
+        _place_rows(view, image_count)
+    else:
+        view.add_item(UpscaleButton(job_id, 0, label="Upscale (2x)"))
+        view.add_item(VariationButton(job_id, 0, "strong", label="Vary (Strong)"))
+        view.add_item(VariationButton(job_id, 0, "subtle", label="Vary (Subtle)"))
+        view.add_item(RerollButton(job_id))
+        view.add_item(DeleteButton(job_id))
+    community_row = 2 if image_count > 1 else 1
+    for item in (LikeButton(job_id, likes), ShareButton(job_id), UseButton(job_id)):
+        item.row = community_row
+        view.add_item(item)
+    return view
+
+
+def queued_view(job_id: int) -> discord.ui.View:
+    """The ❌ button shown while a job waits or runs."""
+    view = discord.ui.View(timeout=None)
+    view.add_item(CancelButton(job_id))
+    return view
+
+
+def _place_rows(view: discord.ui.View, image_count: int) -> None:
+    """Row 0: U1…Un and 🔄; row 1: V1…Vn and 🗑 (Midjourney's layout)."""
+    for position, item in enumerate(view.children):
+        item.row = 0 if position <= image_count else 1
+
+
+async def setup(bot: NankeBot) -> None:
+    bot.add_dynamic_items(*BUTTONS)
+    await bot.add_cog(JobActions(jobs=bot.jobs, deliverer=bot.deliverer, client=bot))

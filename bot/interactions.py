@@ -1,0 +1,27 @@
+"""What an interaction tells about who asked and where the answer goes, as the job interface takes it."""
+
+from __future__ import annotations
+
+from datetime import timedelta
+
+import discord
+
+from pipeline.queue.jobs import Destination, Requester
+
+TOKEN_LIFETIME = timedelta(minutes=15)
+"""How long an interaction's token lets the bot answer through its webhook."""
+
+
+def requester_of(interaction: discord.Interaction) -> Requester:
+    return Requester(name=interaction.user.display_name, discord_id=interaction.user.id)
+
+
+def destination_of(interaction: discord.Interaction) -> Destination:
+    return Destination(
+        channel_id=interaction.channel_id or 0,
+        guild_id=interaction.guild_id,
+        application_id=interaction.application_id,
+        interaction_token=interaction.token,
+        token_expires_at=interaction.created_at + TOKEN_LIFETIME,
+        upload_limit=interaction.filesize_limit,
+    )

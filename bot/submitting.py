@@ -1,0 +1,86 @@
+"""From an interaction to a queued job: the steps /imagine, remixes and /reproduce share.
+
+Bad input gets an ephemeral reply and queues nothing; a good request is deferred, stored, and
+its queue message announced.
+"""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import replace
+from typing import TYPE_CHECKING
+
+import discord
+
+from bot.async_jobs import AsyncJobs
+from bot.errors import retract
+from bot.interactions import destination_of, requester_of
+from pipeline.domain.models import ModelCatalog
+from pipeline.domain.prompt.flags import parse_prompt
+from pipeline.domain.request import GenerationRequest
+from pipeline.queue.jobs import JobSnapshot
+
+if TYPE_CHECKING:
+    from bot.delivery import Deliverer
+
+log = logging.getLogger(__name__)
+
+
+class Submitter:
+    """Turns what a member typed into a queued job and answers within Discord's deadlines."""
+
+    def __init__(
+        self, *, jobs: AsyncJobs, deliverer: Deliverer, catalog: ModelCatalog, max_pixels: int
+    ) -> None:
+        self.jobs = jobs
+        self.deliverer = deliverer
+        self.catalog = catalog
+        self.max_pixels = max_pixels
+
+    def prepare(self, text: str, **options: object) -> tuple[GenerationRequest, bool]:
+        """Prompt text with flags (and /imagine's options, which win) → a validated request, and
+        whether ``--private`` was given. Raises :class:`PipelineError` for bad input; no I/O."""
+        parsed = parse_prompt(text)
+        request = replace(parsed.request, **{k: v for k, v in options.items() if v is not None})
+        if request.model is not None:
+            request = replace(request, model=self.catalog.resolve(request.model, allow_paths=False).name)
+        return request.validate(max_pixels=self.max_pixels), parsed.private
+
+    def validate(self, request: GenerationRequest) -> GenerationRequest:
+        """``request`` checked against this server's limits (an imported one, say)."""
+        return request.validate(max_pixels=self.max_pixels)
+
+    async def start(
+        self,
+        interaction: discord.Interaction,
+        request: GenerationRequest,
+        *,
+        private: bool | None = None,
+        kind: str = "imagine",
+        parent_id: int | None = None,
+    ) -> JobSnapshot | None:
+        """Defer (unless the handler already did), store the job, show its place in the queue.
+        ``private=None``: the member's default (``/settings private``).
+
+        ``request`` has been validated already, so invalid input never reaches this point.
+        """
+        if not interaction.response.is_done():
+            await interaction.response.defer(thinking=True)
+        try:
+            if private is None:
+                private = await self.jobs.community.private_by_default(
+                    discord_id=interaction.user.id, name=interaction.user.display_name
+                )
+            job = await self.jobs.submit(
+                request,
+                requester=requester_of(interaction),
+                destination=destination_of(interaction),
+                kind=kind,
+                parent_id=parent_id,
+                private=private,
+            )
+        except Exception as error:
+            await retract(interaction, error)
+            return None
+        await self.deliverer.announce_queued(interaction, job)
+        return job

@@ -1,0 +1,106 @@
+"""The composition root: everything nanke runs on, built from the settings and wired by construction.
+
+The command line and the bot share it, and it imports no discord.py. Each part is built on
+first use, so a command that needs only the model catalog opens no database, and every part
+is built once::
+
+    app = App(load_settings())
+    job = app.jobs.submit(request, requester=Requester(name="local"))
+    app.runner.run_and_save([job.id])
+"""
+
+from __future__ import annotations
+
+import logging
+from functools import cached_property
+
+from pipeline.domain.models import ModelCatalog
+from pipeline.engine.pool import EnginePool
+from pipeline.engine.results import EngineOptions
+from pipeline.queue.executor import Executor, LocalExecutor
+from pipeline.queue.jobs import JobService, JobStore
+from pipeline.queue.scheduler import FairScheduler
+from pipeline.queue.worker import Doorbell, JobRunner, Worker, WorkerEvents
+from pipeline.settings import Settings
+
+log = logging.getLogger(__name__)
+
+
+def engine_options(settings: Settings) -> EngineOptions:
+    """Memory options: the defaults suit a GPU with room to spare; NANKE_LOW_VRAM saves memory."""
+    if not settings.low_vram:
+        return EngineOptions()
+    return EngineOptions(attention_slicing=True, vae_slicing=True, vae_tiling=True, cpu_offload=True)
+
+
+class App:
+    """The database and image store, model catalog, engines, job interface, runner and workers."""
+
+    def __init__(self, settings: Settings) -> None:
+        self.settings = settings
+        self.doorbell = Doorbell()
+        """Rung by the job interface on every submit; the worker waits on it."""
+
+    @cached_property
+    def store(self) -> JobStore:
+        """The database and the image files, as they are (see :attr:`jobs` for the upgraded schema)."""
+        self.settings.data_dir.mkdir(parents=True, exist_ok=True)
+        return JobStore.open(database_url=self.settings.database_url, image_dir=self.settings.image_dir)
+
+    @cached_property
+    def catalog(self) -> ModelCatalog:
+        return ModelCatalog(default=self.settings.model, models_dir=self.settings.models_dir)
+
+    @cached_property
+    def scheduler(self) -> FairScheduler:
+        return FairScheduler(max_images=self.settings.max_batch)
+
+    @cached_property
+    def jobs(self) -> JobService:
+        """The job interface, on a database upgraded to the code's schema."""
+        self.store.upgrade()
+        return JobService(
+            store=self.store,
+            scheduler=self.scheduler,
+            max_pixels=self.settings.max_pixels,
+            max_queued_per_user=self.settings.max_queued_per_user,
+            on_submit=self.doorbell.ring,
+        )
+
+    @cached_property
+    def engines(self) -> EnginePool:
+        """The loaded models (none is loaded until a job needs it); picks the device now."""
+        return EnginePool(
+            catalog=self.catalog,
+            device=self.settings.device,
+            dtype=self.settings.dtype,
+            cache_dir=self.settings.cache_dir,
+            options=engine_options(self.settings),
+            upscaler=self.settings.upscaler_model,
+        )
+
+    @cached_property
+    def executor(self) -> Executor:
+        return LocalExecutor(self.engines)
+
+    @cached_property
+    def runner(self) -> JobRunner:
+        return JobRunner(jobs=self.jobs, executor=self.executor)
+
+    def worker(self, events: WorkerEvents | None = None, *, poll_interval: float = 2.0) -> Worker:
+        """A new GPU worker thread (not started) that tells ``events`` what happens; its caller
+        starts and stops it."""
+        return Worker(
+            self.runner, self.scheduler, doorbell=self.doorbell, events=events, poll_interval=poll_interval
+        )
+
+    def open(self) -> App:
+        """Build what a long-running process needs before it starts: the upgraded database, the
+        device and the runner (a wrong setting fails here, not at the first job)."""
+        _ = self.jobs, self.engines, self.runner
+        return self
+
+    def close(self) -> None:
+        """Close the database's pooled connections (if the database was opened)."""
+        if "store" in self.__dict__:
+            self.store.dispose()

@@ -1,0 +1,7 @@
+"""The domain: what people ask for and the rules it follows, independent of how it runs.
+
+``request`` (the validated, canonical :class:`~pipeline.domain.request.GenerationRequest` and
+its batch rule), ``prompt`` (flags, emphasis, weighted embeddings), ``samplers``, ``metadata``
+(AUTOMATIC1111's infotext in image files), ``models`` (the catalog, loading, hashes) and
+``grid``. It imports nothing else of ``pipeline`` but its errors.
+"""

@@ -1,0 +1,314 @@
+"""Turning an infotext's prompt and settings into a request nanke can run, saying what it drops.
+
+Decisions:
+- LoRA, LyCORIS and hypernetwork tags (``<lora:name:0.8>``) are removed from the prompts, since
+  nanke cannot load those files and the tag text would only become noise tokens; each removal
+  is reported.
+- Values outside nanke's limits are brought inside them (steps, CFG, clip skip clamped; sizes
+  rounded to a multiple of 8 and clamped) and reported; a value that is not a number keeps the
+  default and is reported.
+- An unknown sampler (or a schedule type nanke lacks) keeps the default sampler (or the plain
+  sampler) and is reported.
+- The request is always text-to-image: an img2img source's ``Denoising strength`` is reported and
+  returned separately; with hires-fix keys it belongs to the hires pass and is reported with it.
+- Settings that change the image but that nanke does not have are reported one note per topic;
+  informational keys (``Version``, ``Hashes``, ...) are ignored silently; any other key is
+  listed in one "ignored" note.
+"""
+
+from __future__ import annotations
+
+import logging
+import re
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+
+from pipeline.domain.request import (
+    MAX_CFG,
+    MAX_CLIP_SKIP,
+    MAX_SEED,
+    MAX_SIDE,
+    MAX_STEPS,
+    MIN_CFG,
+    MIN_SIDE,
+    MIN_STEPS,
+    SIZE_MULTIPLE,
+    GenerationRequest,
+)
+from pipeline.domain.samplers import DEFAULT_SAMPLER, canonical_sampler
+from pipeline.errors import InvalidRequest
+
+log = logging.getLogger(__name__)
+
+_NETWORK_TAG = re.compile(r"<(?:lora|lyco|hypernet):[^<>]*>", re.IGNORECASE)
+_SIZE = re.compile(r"\s*(\d+)\s*[xX×]\s*(\d+)\s*")
+_MAX_SHOWN = 60
+
+_USED = frozenset(
+    {"Steps", "Sampler", "Schedule type", "CFG scale", "Seed", "Size", "Model", "Model hash", "Clip skip"}
+)
+_STRENGTH = "Denoising strength"
+_INFORMATIONAL = frozenset({"version", "hashes", "batch size", "batch pos", "app", "civitai resources"})
+
+
+@dataclass(frozen=True)
+class _Topic:
+    """A group of A1111 settings nanke cannot honour, and what that means for the image."""
+
+    label: str
+    consequence: str
+    keys: frozenset[str] = frozenset()
+    prefixes: tuple[str, ...] = ()
+
+    def covers(self, key: str) -> bool:
+        folded = key.casefold()
+        return folded in self.keys or folded.startswith(self.prefixes)
+
+
+_HIRES = _Topic(
+    "hires fix",
+    "is not supported: the image is generated at the base size in one pass (use Upscale on the result)",
+    prefixes=("hires ",),
+)
+_TOPICS: tuple[_Topic, ...] = (
+    _HIRES,
+    _Topic(
+        "SDXL refiner",
+        "is not supported: only the main model runs",
+        keys=frozenset({"refiner", "refiner switch at"}),
+    ),
+    _Topic(
+        "ControlNet",
+        "is not supported: the image is not guided by a control image",
+        prefixes=("controlnet",),
+    ),
+    _Topic(
+        "ADetailer",
+        "is not supported: faces and hands are not re-detailed",
+        prefixes=("adetailer",),
+    ),
+    _Topic(
+        "variation seed",
+        "is not supported: only the main seed is used",
+        keys=frozenset({"variation seed", "variation seed strength", "seed resize from"}),
+    ),
+    _Topic(
+        "sampler noise settings",
+        "cannot be changed in nanke: ancestral and SDE samplers may differ",
+        keys=frozenset(
+            {
+                "ensd",
+                "eta",
+                "eta ddim",
+                "sigma churn",
+                "sigma tmin",
+                "sigma tmax",
+                "sigma noise",
+                "s_churn",
+                "s_tmin",
+                "s_tmax",
+                "s_noise",
+            }
+        ),
+    ),
+    _Topic("face restoration", "is not supported", keys=frozenset({"face restoration"})),
+    _Topic(
+        "VAE",
+        "is not supported: the model's own VAE is used",
+        keys=frozenset({"vae", "vae hash"}),
+    ),
+    _Topic(
+        "LoRA",
+        "are ignored: nanke cannot load LoRA weights",
+        keys=frozenset({"lora hashes"}),
+    ),
+    _Topic(
+        "textual inversion",
+        "are ignored: embeddings are not loaded, their trigger words stay plain text",
+        keys=frozenset({"ti hashes"}),
+    ),
+    _Topic(
+        "hypernetwork",
+        "is not supported",
+        keys=frozenset({"hypernet", "hypernet hash", "hypernet strength"}),
+    ),
+    _Topic("tiling", "is not supported", keys=frozenset({"tiling"})),
+)
+
+
+@dataclass(frozen=True)
+class ImportedSettings:
+    """What :func:`request_from_settings` made of an infotext."""
+
+    request: GenerationRequest
+    unsupported: list[str] = field(default_factory=list)
+    model_hash: str | None = None
+    denoising_strength: float | None = None
+
+
+def request_from_settings(prompt: str, negative_prompt: str, settings: Mapping[str, str]) -> ImportedSettings:
+    """Map an infotext's prompts and settings pairs to a text-to-image request and notes."""
+    notes: list[str] = []
+    prompt, removed = strip_network_tags(prompt)
+    negative_prompt, removed_negative = strip_network_tags(negative_prompt)
+    if removed or removed_negative:
+        notes.append(
+            f"removed {', '.join(removed + removed_negative)} from the prompt: "
+            "nanke cannot load LoRA, LyCORIS or hypernetwork files"
+        )
+    values = _Reader(settings, notes)
+    width, height = _size(settings.get("Size"), notes)
+    hires = any(_HIRES.covers(key) for key in settings)
+    strength = values.number(_STRENGTH, int_only=False)
+    if strength is not None and not hires:
+        notes.append(
+            f"{_STRENGTH}: {settings[_STRENGTH]} comes from an img2img image; "
+            "nanke imports it as text-to-image (use Variation on an image to change it)"
+        )
+    notes.extend(_topic_notes(settings, hires=hires))
+    request = GenerationRequest(
+        prompt=prompt,
+        negative_prompt=negative_prompt,
+        width=width,
+        height=height,
+        steps=int(values.clamped("Steps", 20, MIN_STEPS, MAX_STEPS)),
+        cfg_scale=float(values.clamped("CFG scale", 7.0, MIN_CFG, MAX_CFG, int_only=False)),
+        sampler=_sampler(settings.get("Sampler"), settings.get("Schedule type"), notes),
+        seed=_seed(values),
+        model=(settings.get("Model") or "").strip() or None,
+        clip_skip=int(values.clamped("Clip skip", 1, 1, MAX_CLIP_SKIP)),
+    )
+    return ImportedSettings(
+        request=request,
+        unsupported=notes,
+        model_hash=(settings.get("Model hash") or "").strip() or None,
+        denoising_strength=strength if strength is not None and not hires and 0 < strength <= 1 else None,
+    )
+
+
+def strip_network_tags(text: str) -> tuple[str, list[str]]:
+    """``text`` without ``<lora:...>``/``<lyco:...>``/``<hypernet:...>`` tags, and the tags removed.
+
+    Lines that lost a tag are tidied: empty comma-separated items and doubled spaces collapse.
+    """
+    removed: list[str] = []
+    lines = []
+    for line in text.split("\n"):
+        found = _NETWORK_TAG.findall(line)
+        if found:
+            removed.extend(found)
+            line = _NETWORK_TAG.sub("", line)
+            line = re.sub(r"\s*,(?:\s*,)+", ",", line)
+            line = re.sub(r"[ \t]{2,}", " ", line).strip(" \t,")
+        lines.append(line)
+    return "\n".join(lines).strip(), removed
+
+
+class _Reader:
+    """Numeric settings, with notes for values that are not numbers or out of range."""
+
+    def __init__(self, settings: Mapping[str, str], notes: list[str]) -> None:
+        self.settings = settings
+        self.notes = notes
+
+    def number(self, key: str, *, int_only: bool = True) -> float | None:
+        raw = self.settings.get(key)
+        if raw is None or not raw.strip():
+            return None
+        try:
+            value = float(raw)
+        except ValueError:
+            value = float("nan")
+        if value != value or (int_only and not value.is_integer()):
+            kind = "a whole number" if int_only else "a number"
+            self.notes.append(f"{key}: {_shown(raw)} is not {kind}; it was ignored")
+            return None
+        return value
+
+    def clamped(self, key: str, default: float, low: float, high: float, *, int_only: bool = True) -> float:
+        value = self.number(key, int_only=int_only)
+        if value is None:
+            return default
+        inside = min(max(value, low), high)
+        if inside != value:
+            self.notes.append(
+                f"{key}: {_shown(self.settings[key])} is outside {low:g} to {high:g}; using {inside:g}"
+            )
+        return inside
+
+
+def _seed(values: _Reader) -> int | None:
+    seed = values.number("Seed")
+    if seed is None or seed == -1:
+        return None
+    if not 0 <= seed <= MAX_SEED:
+        wrapped = int(seed) % (MAX_SEED + 1)
+        values.notes.append(f"Seed: {int(seed)} is outside 0 to {MAX_SEED}; using {wrapped}")
+        return wrapped
+    return int(seed)
+
+
+def _size(raw: str | None, notes: list[str]) -> tuple[int, int]:
+    default = (512, 512)
+    if raw is None or not raw.strip():
+        return default
+    match = _SIZE.fullmatch(raw)
+    if match is None:
+        notes.append(f"Size: {_shown(raw)} is not WIDTHxHEIGHT; using {default[0]}x{default[1]}")
+        return default
+    asked = (int(match.group(1)), int(match.group(2)))
+    width, height = (_fit_side(side) for side in asked)
+    if (width, height) != asked:
+        notes.append(
+            f"Size: {asked[0]}x{asked[1]} is not a multiple of {SIZE_MULTIPLE} "
+            f"from {MIN_SIDE} to {MAX_SIDE}; using {width}x{height}"
+        )
+    return width, height
+
+
+def _fit_side(side: int) -> int:
+    rounded = (side + SIZE_MULTIPLE // 2) // SIZE_MULTIPLE * SIZE_MULTIPLE
+    return min(max(rounded, MIN_SIDE), MAX_SIDE)
+
+
+def _sampler(name: str | None, schedule: str | None, notes: list[str]) -> str:
+    if name is None or not name.strip():
+        return DEFAULT_SAMPLER
+    try:
+        return canonical_sampler(name, schedule)
+    except InvalidRequest:
+        pass
+    try:
+        sampler = canonical_sampler(name)
+    except InvalidRequest:
+        shown = f"{name} ({schedule})" if schedule else name
+        notes.append(f"Sampler: {_shown(shown)} is not available in nanke; using {DEFAULT_SAMPLER}")
+        return DEFAULT_SAMPLER
+    notes.append(f"Schedule type: {_shown(str(schedule))} is not available for {sampler}; using {sampler}")
+    return sampler
+
+
+def _topic_notes(settings: Mapping[str, str], *, hires: bool) -> list[str]:
+    grouped: dict[_Topic | None, list[str]] = {}
+    for key, value in settings.items():
+        if key in _USED or key.casefold() in _INFORMATIONAL or (key == _STRENGTH and not hires):
+            continue
+        topic = (
+            _HIRES
+            if key == _STRENGTH
+            else next((candidate for candidate in _TOPICS if candidate.covers(key)), None)
+        )
+        grouped.setdefault(topic, []).append(f"{key}: {_shown(value)}")
+    notes = [
+        f"{topic.label} ({', '.join(pairs)}) {topic.consequence}"
+        for topic, pairs in grouped.items()
+        if topic is not None
+    ]
+    if None in grouped:
+        notes.append(f"ignored settings nanke does not have: {', '.join(grouped[None])}")
+    log.debug("infotext import notes: %s", notes)
+    return notes
+
+
+def _shown(text: str) -> str:
+    return text if len(text) <= _MAX_SHOWN else text[: _MAX_SHOWN - 1] + "…"

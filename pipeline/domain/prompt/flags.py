@@ -1,0 +1,330 @@
+"""Midjourney-style flags inside ``/imagine`` text, turned into a :class:`GenerationRequest`.
+
+``a lighthouse at dusk --ar 16:9 --no people, boats --seed 7 --sampler DPM++ 2M Karras``
+
+How the text is read:
+
+- The text is split on whitespace. A *flag* is a whole word made of ``--`` (or the em-dash
+  ``—`` that phones auto-correct ``--`` into, as Midjourney accepts) and a name; names are
+  case-insensitive. Anything else (``(word:1.2)``, ``[word]``, ``-1``, a lone ``—``) is prompt
+  text and passes through unchanged; the prompt is the remaining words joined by single spaces.
+- ``--no``, ``--sampler`` and ``--model`` take every word up to the next flag (so
+  ``--sampler DPM++ 2M Karras`` works unquoted). The other flags take one word; words after it
+  go back to the prompt, so flags may also come first (``--ar 3:2 a red fox``).
+- A value may be wrapped in double quotes (``--sampler "DPM++ 2M Karras" a fox``): the quoted
+  words are the value and the words after the closing quote go back to the prompt.
+- ``--no`` may be given several times (the parts join with ``", "``); every other flag at most
+  once (aliases count as the same flag). Flags override ``defaults``; ``defaults.prompt`` is not
+  used.
+
+Only flag *syntax* and each value's own range are checked here (errors name the flag, its value
+and the allowed form); call sites still call :meth:`GenerationRequest.validate` on the result.
+"""
+
+from __future__ import annotations
+
+import logging
+import re
+from collections.abc import Callable
+from dataclasses import dataclass, replace
+from typing import Any, Literal
+
+from pipeline.domain.request import (
+    MAX_CFG,
+    MAX_CLIP_SKIP,
+    MAX_COUNT,
+    MAX_SEED,
+    MAX_SIDE,
+    MAX_STEPS,
+    MIN_CFG,
+    MIN_COUNT,
+    MIN_SIDE,
+    MIN_STEPS,
+    SIZE_MULTIPLE,
+    GenerationRequest,
+)
+from pipeline.domain.samplers import canonical_sampler
+from pipeline.errors import InvalidRequest
+
+log = logging.getLogger(__name__)
+
+Arity = Literal["none", "word", "words"]
+"""How many words a flag takes: none (a switch), one word, or every word up to the next flag."""
+
+
+@dataclass(frozen=True)
+class ParsedPrompt:
+    """The outcome of :func:`parse_prompt`.
+
+    ``request`` is not validated yet; ``private`` is the ``--private`` switch (deliver the result
+    only to the person who asked), which is a delivery choice and so not part of the request.
+    """
+
+    request: GenerationRequest
+    private: bool = False
+
+
+@dataclass(frozen=True)
+class _FlagSpec:
+    name: str
+    arity: Arity
+    apply: Callable[[str, str, GenerationRequest], dict[str, Any]] | None = None
+    """``apply(flag_as_typed, value, defaults)`` returns the request fields the flag sets;
+    ``--no`` (joined across repeats) and ``--private`` (not a request field) have none."""
+
+
+_FLAG_RE = re.compile(r"(?:--|—)([A-Za-z][A-Za-z0-9_-]*)")
+_INT_RE = re.compile(r"\+?[0-9]+")
+_FLOAT_RE = re.compile(r"\+?(?:[0-9]+(?:\.[0-9]*)?|\.[0-9]+)")
+_RATIO_RE = re.compile(r"([0-9]+):([0-9]+)")
+_SIZE_RE = re.compile(r"([0-9]+)[xX×]([0-9]+)")
+_QUOTES = {'"': '"', "“": "”", "”": "”", "„": "“"}
+_RANDOM_SEED = "-1"
+
+
+# -- value readers ------------------------------------------------------------------------------
+
+
+def _whole_number(flag: str, value: str, low: int, high: int) -> int:
+    if not _INT_RE.fullmatch(value):
+        raise InvalidRequest(
+            flag, value, f"a whole number from {low} to {high}", reason="is not a whole number"
+        )
+    number = int(value)
+    if not low <= number <= high:
+        raise InvalidRequest(flag, value, f"a whole number from {low} to {high}", reason="is out of range")
+    return number
+
+
+def _number(flag: str, value: str, low: float, high: float) -> float:
+    if not _FLOAT_RE.fullmatch(value):
+        raise InvalidRequest(flag, value, f"a number from {low:g} to {high:g}", reason="is not a number")
+    number = float(value)
+    if not low <= number <= high:
+        raise InvalidRequest(flag, value, f"a number from {low:g} to {high:g}", reason="is out of range")
+    return number
+
+
+def _side(flag: str, value: str, number: int) -> None:
+    if not MIN_SIDE <= number <= MAX_SIDE or number % SIZE_MULTIPLE:
+        raise InvalidRequest(
+            flag,
+            value,
+            f"WxH, each side a multiple of {SIZE_MULTIPLE} from {MIN_SIDE} to {MAX_SIDE}",
+            reason="has a side out of range",
+        )
+
+
+def size_for_aspect(ratio_w: int, ratio_h: int, *, short_side: int) -> tuple[int, int]:
+    """Width and height for the aspect ratio ``ratio_w:ratio_h``, as ``--ar`` picks them.
+
+    The rule: the shorter side keeps ``short_side`` (the default size's shorter side, 512 for
+    SD 1.x defaults: the resolution the model was trained at) and the longer side is
+    ``short_side * ratio``, rounded to the nearest multiple of 8 (halves round up), computed in
+    integers so it is exactly reproducible. ``3:2`` → 768x512, ``16:9`` → 912x512, ``2:3`` →
+    512x768, ``1:1`` → 512x512. The pixel area therefore grows with the ratio, as Midjourney and
+    the usual SD practice of "512 on the short side" do.
+    """
+    if ratio_w <= 0 or ratio_h <= 0:
+        raise ValueError("aspect ratio terms must be positive")
+    wide = ratio_w >= ratio_h
+    big, small = (ratio_w, ratio_h) if wide else (ratio_h, ratio_w)
+    unit = SIZE_MULTIPLE * small
+    steps, remainder = divmod(short_side * big, unit)
+    long_side = (steps + (2 * remainder >= unit)) * SIZE_MULTIPLE
+    return (long_side, short_side) if wide else (short_side, long_side)
+
+
+# -- flags ----------------------------------------------------------------------------------------
+
+
+def _aspect(flag: str, value: str, defaults: GenerationRequest) -> dict[str, Any]:
+    short_side = min(defaults.width, defaults.height)
+    widest = MAX_SIDE / short_side
+    allowed = f"W:H in whole numbers such as 16:9, 3:2 or 2:3, from 1:{widest:g} to {widest:g}:1"
+    match = _RATIO_RE.fullmatch(value)
+    if match is None or not int(match[1]) or not int(match[2]):
+        raise InvalidRequest(flag, value, allowed, reason="is not an aspect ratio")
+    ratio_w, ratio_h = int(match[1]), int(match[2])
+    if max(ratio_w, ratio_h) / min(ratio_w, ratio_h) > widest:
+        raise InvalidRequest(flag, value, allowed, reason="is too wide or too tall")
+    width, height = size_for_aspect(ratio_w, ratio_h, short_side=short_side)
+    return {"width": width, "height": height}
+
+
+def _size(flag: str, value: str, defaults: GenerationRequest) -> dict[str, Any]:
+    match = _SIZE_RE.fullmatch(value)
+    if match is None:
+        raise InvalidRequest(flag, value, "WxH in pixels, such as 768x512", reason="is not a size")
+    width, height = int(match[1]), int(match[2])
+    _side(flag, value, width)
+    _side(flag, value, height)
+    return {"width": width, "height": height}
+
+
+def _seed(flag: str, value: str, defaults: GenerationRequest) -> dict[str, Any]:
+    if value == _RANDOM_SEED:
+        return {"seed": None}
+    return {"seed": _whole_number(flag, value, 0, MAX_SEED)}
+
+
+def _steps(flag: str, value: str, defaults: GenerationRequest) -> dict[str, Any]:
+    return {"steps": _whole_number(flag, value, MIN_STEPS, MAX_STEPS)}
+
+
+def _cfg(flag: str, value: str, defaults: GenerationRequest) -> dict[str, Any]:
+    return {"cfg_scale": _number(flag, value, MIN_CFG, MAX_CFG)}
+
+
+def _sampler(flag: str, value: str, defaults: GenerationRequest) -> dict[str, Any]:
+    return {"sampler": canonical_sampler(value, field_name=flag)}
+
+
+def _count(flag: str, value: str, defaults: GenerationRequest) -> dict[str, Any]:
+    return {"count": _whole_number(flag, value, MIN_COUNT, MAX_COUNT)}
+
+
+def _model(flag: str, value: str, defaults: GenerationRequest) -> dict[str, Any]:
+    return {"model": value}
+
+
+def _clip_skip(flag: str, value: str, defaults: GenerationRequest) -> dict[str, Any]:
+    return {"clip_skip": _whole_number(flag, value, 1, MAX_CLIP_SKIP)}
+
+
+_SPECS: tuple[tuple[tuple[str, ...], _FlagSpec], ...] = (
+    (("--ar", "--aspect"), _FlagSpec("--ar", "word", _aspect)),
+    (("--size",), _FlagSpec("--size", "word", _size)),
+    (("--no",), _FlagSpec("--no", "words")),
+    (("--seed",), _FlagSpec("--seed", "word", _seed)),
+    (("--steps",), _FlagSpec("--steps", "word", _steps)),
+    (("--cfg", "--guidance"), _FlagSpec("--cfg", "word", _cfg)),
+    (("--sampler",), _FlagSpec("--sampler", "words", _sampler)),
+    (("--n", "--count"), _FlagSpec("--n", "word", _count)),
+    (("--model",), _FlagSpec("--model", "words", _model)),
+    (("--clip-skip", "--clipskip"), _FlagSpec("--clip-skip", "word", _clip_skip)),
+    (("--private",), _FlagSpec("--private", "none")),
+)
+_BY_NAME: dict[str, _FlagSpec] = {name: spec for names, spec in _SPECS for name in names}
+
+KNOWN_FLAGS: tuple[str, ...] = tuple(_BY_NAME)
+"""Every flag spelling :func:`parse_prompt` accepts, aliases included, in help order."""
+
+_REPEATABLE = frozenset({"--no"})
+_EXCLUSIVE = (("--ar", "--size"),)
+
+
+# -- parsing --------------------------------------------------------------------------------------
+
+
+def _flag_name(word: str) -> str | None:
+    """``--name`` (lower case) if ``word`` is a flag, else ``None``."""
+    match = _FLAG_RE.fullmatch(word)
+    return None if match is None else f"--{match[1].casefold()}"
+
+
+def _take_value(flag: str, arity: Arity, words: list[str]) -> tuple[str | None, list[str]]:
+    """Split the words after a flag (up to the next flag) into its value and the prompt words left."""
+    if arity == "none":
+        return None, words
+    if not words:
+        form = "a value" if arity == "word" else "some words"
+        raise InvalidRequest(flag, "", f"{flag} followed by {form}", reason="has no value")
+    closing = _QUOTES.get(words[0][0])
+    if closing is not None:
+        for end, word in enumerate(words):
+            if word.endswith(closing) and (end > 0 or len(word) > 1):
+                quoted = " ".join(words[: end + 1])[1:-1].strip()
+                if not quoted:
+                    raise InvalidRequest(flag, '""', f"{flag} followed by a value", reason="is empty")
+                return quoted, words[end + 1 :]
+        log.debug("%s: unclosed quote, taking the rest as the value", flag)
+        return " ".join(words)[1:].strip() or words[0], []
+    if arity == "word":
+        return words[0], words[1:]
+    return " ".join(words), []
+
+
+def parse_prompt(text: str, *, defaults: GenerationRequest | None = None) -> ParsedPrompt:
+    """Read the flags in ``text`` and return the request they describe, plus ``--private``.
+
+    ``defaults`` supplies every field no flag sets (``GenerationRequest`` defaults when omitted;
+    its ``prompt`` is replaced by the text left after the flags). Raises :class:`InvalidRequest`
+    naming the flag for unknown flags (listing :data:`KNOWN_FLAGS`), missing or malformed values,
+    values out of range, a flag given twice, and ``--ar`` with ``--size``.
+    """
+    base = defaults if defaults is not None else GenerationRequest(prompt="")
+    words = text.split()
+    prompt_words: list[str] = []
+    changes: dict[str, Any] = {}
+    negatives: list[str] = []
+    seen: dict[str, str] = {}
+    index = 0
+    while index < len(words):
+        flag = _flag_name(words[index])
+        if flag is None:
+            prompt_words.append(words[index])
+            index += 1
+            continue
+        spec = _BY_NAME.get(flag)
+        if spec is None:
+            raise InvalidRequest(
+                flag, words[index], ", ".join(KNOWN_FLAGS), reason="is not a flag nanke knows"
+            )
+        end = index + 1
+        while end < len(words) and _flag_name(words[end]) is None:
+            end += 1
+        value, rest = _take_value(flag, spec.arity, words[index + 1 : end])
+        prompt_words.extend(rest)
+        index = end
+
+        if spec.name in seen and spec.name not in _REPEATABLE:
+            raise InvalidRequest(flag, value or flag, f"{spec.name} once", reason="is given twice")
+        seen[spec.name] = flag
+        if spec.name == "--no":
+            negatives.append(value or "")
+        elif spec.apply is not None:
+            changes.update(spec.apply(flag, value or "", base))
+
+    for first, second in _EXCLUSIVE:
+        if first in seen and second in seen:
+            raise InvalidRequest(
+                seen[second],
+                seen[second],
+                f"either {first} or {second}, not both",
+                reason=f"conflicts with {first}",
+            )
+    if negatives:
+        changes["negative_prompt"] = ", ".join(negatives)
+    request = replace(base, prompt=" ".join(prompt_words), **changes)
+    log.debug("parsed prompt flags %s -> %s", sorted(seen), request)
+    return ParsedPrompt(request=request, private="--private" in seen)
+
+
+def format_prompt(request: GenerationRequest, *, seed: bool = False) -> str:
+    """``request`` written back as prompt text with flags, so :func:`parse_prompt` reads it again.
+
+    Only what differs from the defaults is written; the seed only with ``seed=True`` (a remix
+    starts from new seeds). img2img sources and strengths have no flag and are left out.
+    """
+    defaults = GenerationRequest(prompt="")
+    parts = [request.prompt]
+    if request.negative_prompt:
+        parts.append(f"--no {request.negative_prompt}")
+    if (request.width, request.height) != (defaults.width, defaults.height):
+        parts.append(f"--size {request.width}x{request.height}")
+    if seed and request.seed is not None:
+        parts.append(f"--seed {request.seed}")
+    if request.steps != defaults.steps:
+        parts.append(f"--steps {request.steps}")
+    if request.cfg_scale != defaults.cfg_scale:
+        parts.append(f"--cfg {request.cfg_scale:g}")
+    if request.count != defaults.count:
+        parts.append(f"--n {request.count}")
+    if request.clip_skip != defaults.clip_skip:
+        parts.append(f"--clip-skip {request.clip_skip}")
+    if request.sampler != defaults.sampler:
+        parts.append(f'--sampler "{request.sampler}"')
+    if request.model:
+        parts.append(f'--model "{request.model}"')
+    return " ".join(parts)

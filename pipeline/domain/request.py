@@ -1,0 +1,201 @@
+"""``GenerationRequest``: what a person asked for, validated up front and stored canonically."""
+
+from __future__ import annotations
+
+import json
+import secrets
+from collections.abc import Hashable
+from dataclasses import asdict, dataclass, fields, replace
+from typing import Any, Literal
+
+from pipeline.domain.samplers import DEFAULT_SAMPLER, SAMPLER_NAMES, canonical_sampler
+from pipeline.errors import InvalidRequest
+
+Mode = Literal["txt2img", "img2img", "upscale"]
+
+MODES: tuple[str, ...] = ("txt2img", "img2img", "upscale")
+MAX_SEED = 2**32 - 1
+MIN_SIDE = 64
+MAX_SIDE = 2048
+SIZE_MULTIPLE = 8
+MAX_PIXELS = 2048 * 2048
+MAX_PROMPT_CHARS = 2000
+MIN_STEPS, MAX_STEPS = 1, 150
+MIN_CFG, MAX_CFG = 1.0, 30.0
+MIN_COUNT, MAX_COUNT = 1, 4
+MAX_CLIP_SKIP = 12
+CANONICAL_VERSION = 1
+BATCH_FIELDS: tuple[str, ...] = (
+    "model",
+    "mode",
+    "width",
+    "height",
+    "steps",
+    "sampler",
+    "cfg_scale",
+    "clip_skip",
+    "strength",
+)
+"""The fields requests must share to run in one diffusers call (prompts, seeds and counts may differ).
+
+The scheduler groups queued jobs by them and the engine refuses a batch that mixes them.
+"""
+
+
+@dataclass(frozen=True)
+class GenerationRequest:
+    """Everything needed to generate (and regenerate) one job's images.
+
+    ``seed`` is the first image's seed; image ``i`` uses ``seed + i`` (A1111's convention).
+    ``seed=None`` means "pick one": call :meth:`with_seed` before storing, so the stored row
+    always reproduces. ``init_image`` is the sha256 of the source image in the image store, for
+    ``img2img`` (variations) and ``upscale``; ``strength`` is the img2img denoising strength.
+    ``model=None`` means the configured default model.
+    """
+
+    prompt: str
+    negative_prompt: str = ""
+    width: int = 512
+    height: int = 512
+    steps: int = 20
+    cfg_scale: float = 7.0
+    sampler: str = DEFAULT_SAMPLER
+    seed: int | None = None
+    count: int = 1
+    model: str | None = None
+    clip_skip: int = 1
+    mode: Mode = "txt2img"
+    init_image: str | None = None
+    strength: float | None = None
+
+    # -- validation ---------------------------------------------------------------------------
+
+    def validate(self, *, max_pixels: int = MAX_PIXELS) -> GenerationRequest:
+        """Check every field and return the request with its sampler name made canonical.
+
+        Raises :class:`InvalidRequest` naming the first bad field, its value and what is allowed.
+        """
+        if not isinstance(self.prompt, str) or not self.prompt.strip():
+            raise InvalidRequest("prompt", self.prompt, "some text describing the image", reason="is empty")
+        _check_length("prompt", self.prompt)
+        _check_length("negative_prompt", self.negative_prompt)
+        for name, value in (("width", self.width), ("height", self.height)):
+            _check_int(name, value, MIN_SIDE, MAX_SIDE)
+            if value % SIZE_MULTIPLE:
+                raise InvalidRequest(
+                    name,
+                    value,
+                    f"a multiple of {SIZE_MULTIPLE} from {MIN_SIDE} to {MAX_SIDE}",
+                    reason=f"is not a multiple of {SIZE_MULTIPLE}",
+                )
+        if self.width * self.height > max_pixels:
+            raise InvalidRequest(
+                "size",
+                f"{self.width}x{self.height}",
+                f"at most {max_pixels:,} pixels",
+                reason=f"has {self.width * self.height:,} pixels",
+            )
+        _check_int("steps", self.steps, MIN_STEPS, MAX_STEPS)
+        _check_float("cfg_scale", self.cfg_scale, MIN_CFG, MAX_CFG)
+        sampler = canonical_sampler(self.sampler) if isinstance(self.sampler, str) else None
+        if sampler is None:
+            raise InvalidRequest("sampler", self.sampler, ", ".join(SAMPLER_NAMES))
+        if self.seed is not None:
+            _check_int("seed", self.seed, 0, MAX_SEED)
+        _check_int("count", self.count, MIN_COUNT, MAX_COUNT)
+        _check_int("clip_skip", self.clip_skip, 1, MAX_CLIP_SKIP)
+        if self.model is not None and (not isinstance(self.model, str) or not self.model.strip()):
+            raise InvalidRequest("model", self.model, "a configured model name, or nothing for the default")
+        if self.mode not in MODES:
+            raise InvalidRequest("mode", self.mode, ", ".join(MODES))
+        if self.mode == "txt2img":
+            if self.init_image is not None or self.strength is not None:
+                raise InvalidRequest(
+                    "init_image",
+                    self.init_image,
+                    "none for txt2img",
+                    reason="is only used by img2img/upscale",
+                )
+        else:
+            if not isinstance(self.init_image, str) or len(self.init_image) != 64:
+                raise InvalidRequest("init_image", self.init_image, "the sha256 of a stored image")
+            if self.strength is None:
+                raise InvalidRequest("strength", None, "a number above 0 and at most 1", reason="is missing")
+            _check_float("strength", self.strength, 0.0, 1.0)
+            if self.strength <= 0:
+                raise InvalidRequest("strength", self.strength, "a number above 0 and at most 1")
+        return replace(
+            self,
+            sampler=sampler,
+            cfg_scale=float(self.cfg_scale),
+            strength=None if self.strength is None else float(self.strength),
+        )
+
+    def with_seed(self, seed: int | None = None) -> GenerationRequest:
+        """Return a copy whose seed is fixed: ``seed`` if given, else a random one when unset."""
+        if seed is not None:
+            return replace(self, seed=seed)
+        if self.seed is not None:
+            return self
+        return replace(self, seed=secrets.randbelow(MAX_SEED + 1 - (MAX_COUNT - 1)))
+
+    def batch_key(self) -> tuple[Hashable, ...]:
+        """Requests with equal keys can share one diffusers call (see :data:`BATCH_FIELDS`)."""
+        return tuple(getattr(self, name) for name in BATCH_FIELDS)
+
+    @property
+    def seeds(self) -> list[int]:
+        """The seed of every image, wrapping past 2**32 - 1 as A1111 does not need to."""
+        if self.seed is None:
+            raise ValueError("the request has no seed yet: call with_seed() first")
+        return [(self.seed + i) % (MAX_SEED + 1) for i in range(self.count)]
+
+    # -- canonical JSON -----------------------------------------------------------------------
+
+    def to_json(self) -> str:
+        """Canonical JSON: sorted keys, no whitespace, with a format version."""
+        data = asdict(self)
+        data["v"] = CANONICAL_VERSION
+        return json.dumps(data, sort_keys=True, separators=(",", ":"), ensure_ascii=False)
+
+    @classmethod
+    def from_json(cls, text: str | bytes) -> GenerationRequest:
+        """Read a request written by :meth:`to_json`; unknown keys are an error, not ignored."""
+        data: dict[str, Any] = json.loads(text)
+        if not isinstance(data, dict):
+            raise InvalidRequest("request", type(data).__name__, "a JSON object")
+        version = data.pop("v", CANONICAL_VERSION)
+        if version != CANONICAL_VERSION:
+            raise InvalidRequest("v", version, f"format version {CANONICAL_VERSION}")
+        known = {f.name for f in fields(cls)}
+        unknown = sorted(set(data) - known)
+        if unknown:
+            raise InvalidRequest(
+                "request", ", ".join(unknown), ", ".join(sorted(known)), reason="has unknown keys"
+            )
+        return cls(**data)
+
+
+def _check_length(name: str, value: object) -> None:
+    if not isinstance(value, str):
+        raise InvalidRequest(name, value, "text")
+    if len(value) > MAX_PROMPT_CHARS:
+        raise InvalidRequest(
+            name, f"{len(value)} characters", f"at most {MAX_PROMPT_CHARS} characters", reason="is too long"
+        )
+
+
+def _check_int(name: str, value: object, low: int, high: int) -> None:
+    if isinstance(value, bool) or not isinstance(value, int):
+        raise InvalidRequest(
+            name, value, f"a whole number from {low} to {high}", reason="is not a whole number"
+        )
+    if not low <= value <= high:
+        raise InvalidRequest(name, value, f"{low} to {high}", reason="is out of range")
+
+
+def _check_float(name: str, value: object, low: float, high: float) -> None:
+    if isinstance(value, bool) or not isinstance(value, (int, float)) or value != value:
+        raise InvalidRequest(name, value, f"a number from {low:g} to {high:g}", reason="is not a number")
+    if not low <= value <= high:
+        raise InvalidRequest(name, value, f"{low:g} to {high:g}", reason="is out of range")

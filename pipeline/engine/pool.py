@@ -1,0 +1,93 @@
+"""Loaded models on demand: one engine per model, the most recently used ones kept ready."""
+
+from __future__ import annotations
+
+import logging
+import threading
+from collections import OrderedDict
+from pathlib import Path
+
+from pipeline.domain.models import ModelCatalog, load_model
+from pipeline.domain.request import GenerationRequest
+from pipeline.engine.core import Engine
+from pipeline.engine.devices import pick_device, pick_dtype
+from pipeline.engine.results import EngineOptions
+from pipeline.engine.upscaler import UpscalerEngine
+
+log = logging.getLogger(__name__)
+
+Runner = Engine | UpscalerEngine
+"""Anything that turns a batch of requests into images through ``generate``."""
+
+
+class EnginePool:
+    """Gives the :class:`Engine` for a model name, loading it on first use.
+
+    GPU memory holds few models, so at most ``keep`` engines stay loaded; the least recently
+    used one is dropped (and its memory freed) when another is needed.
+    """
+
+    def __init__(
+        self,
+        *,
+        catalog: ModelCatalog,
+        device: str = "auto",
+        dtype: str = "auto",
+        cache_dir: Path | None = None,
+        options: EngineOptions | None = None,
+        keep: int = 1,
+        upscaler: str | None = None,
+    ) -> None:
+        if keep < 1:
+            raise ValueError(f"keep: {keep} (allowed: 1 or more)")
+        self.catalog = catalog
+        self.device = pick_device(device)
+        self.dtype = pick_dtype(self.device, dtype)
+        self.cache_dir = cache_dir
+        self.options = options or EngineOptions()
+        self.keep = keep
+        self.upscaler = upscaler
+        self._engines: OrderedDict[str, Engine] = OrderedDict()
+        self._upscaler: UpscalerEngine | None = None
+        self._lock = threading.Lock()
+
+    def for_request(self, request: GenerationRequest) -> Runner:
+        """What runs ``request``: the dedicated upscaler for upscales when one is configured,
+        else the engine of the request's model."""
+        if request.mode == "upscale" and self.upscaler:
+            with self._lock:
+                if self._upscaler is None:
+                    self._upscaler = UpscalerEngine.load(
+                        self.upscaler, device=self.device, dtype=self.dtype, cache_dir=self.cache_dir
+                    )
+                return self._upscaler
+        return self.engine_for(request.model)
+
+    def engine_for(self, model: str | None) -> Engine:
+        """The engine of ``model`` (a catalog name or path; ``None`` is the default model)."""
+        spec = self.catalog.resolve(model)
+        with self._lock:
+            engine = self._engines.get(spec.name)
+            if engine is not None:
+                self._engines.move_to_end(spec.name)
+                return engine
+            while len(self._engines) >= self.keep:
+                # Drop the only reference before freeing, or the memory stays taken
+                name = next(iter(self._engines))
+                del self._engines[name]
+                log.info("unloading model %s to make room", name)
+                _free(self.device)
+            log.info("loading model %s from %s", spec.name, spec.source)
+            loaded = load_model(spec, device=self.device, dtype=self.dtype, cache_dir=self.cache_dir)
+            engine = Engine(loaded, device=self.device, dtype=self.dtype, options=self.options)
+            self._engines[spec.name] = engine
+            return engine
+
+
+def _free(device: object) -> None:
+    import gc
+
+    from pipeline.engine.devices import free_memory
+
+    gc.collect()
+    free_memory(device)  # type: ignore[arg-type]

@@ -1,0 +1,139 @@
+"""What a guild's members see of each other's jobs: visibility, listings, likes, the showcase and
+member settings.
+
+Every listing is of one guild. A job of another guild, or someone else's private job, is
+:class:`~pipeline.errors.JobNotFound`, never "not allowed": its existence stays hidden.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable
+from typing import Any
+
+from pipeline.errors import JobNotFound
+from pipeline.queue.jobs.snapshots import JobSnapshot, ListedJob
+from pipeline.queue.jobs.store import JobStore
+from storage import (
+    claim_showcase_post,
+    get_job,
+    get_or_create_user,
+    get_showcase_post,
+    is_visible,
+    jobs_by_member,
+    like_count,
+    member_history,
+    private_by_default,
+    recent_jobs,
+    record_showcase_post,
+    release_showcase_post,
+    search_jobs,
+    set_private_by_default,
+    set_showcase_channel,
+    showcase_channel,
+    toggle_like,
+    top_jobs,
+)
+
+log = logging.getLogger(__name__)
+
+LISTINGS: dict[str, Callable[..., list[ListedJob]]] = {
+    "search": search_jobs,
+    "top": top_jobs,
+    "recent": recent_jobs,
+    "by": jobs_by_member,
+    "history": member_history,
+}
+"""The listings by name: ``search`` (``text=``), ``top`` (``period=``), ``recent``, ``by``
+(``discord_id=``) and ``history`` (a member's own, ``discord_id=``); all take ``guild_id=``."""
+
+
+class Community:
+    """The community tables, for the front doors."""
+
+    def __init__(self, store: JobStore) -> None:
+        self._store = store
+
+    # -- seeing jobs ----------------------------------------------------------------------------
+
+    def visible_job(self, job_id: int, *, guild_id: int | None, viewer_id: int) -> JobSnapshot:
+        """The job, if a member of ``guild_id`` may see it; else :class:`~pipeline.errors.JobNotFound`."""
+        with self._store.session() as session:
+            job = get_job(session, job_id=job_id)
+            if not is_visible(job, guild_id=guild_id, viewer_discord_id=viewer_id):
+                raise JobNotFound(job_id)
+            return JobSnapshot.of(job)
+
+    def listing(self, kind: str, *, limit: int, offset: int, **options: Any) -> list[ListedJob]:
+        """One page of the listing ``kind`` (see :data:`LISTINGS`)."""
+        if kind not in LISTINGS:
+            raise ValueError(f"kind: {kind!r} (allowed: {', '.join(LISTINGS)})")
+        with self._store.session() as session:
+            return LISTINGS[kind](session, limit=limit, offset=offset, **options)
+
+    def children(self, job_id: int, *, guild_id: int | None, viewer_id: int) -> list[int]:
+        """The ids of the jobs made from ``job_id`` that the viewer may see."""
+        with self._store.session() as session:
+            job = get_job(session, job_id=job_id)
+            return [
+                child.id
+                for child in job.children
+                if is_visible(child, guild_id=guild_id, viewer_discord_id=viewer_id)
+            ]
+
+    # -- likes ----------------------------------------------------------------------------------
+
+    def toggle_like(self, job_id: int, *, discord_id: int, name: str) -> tuple[bool, int]:
+        """Like the job, or take the like back; returns (liked now, the job's like count)."""
+        with self._store.session() as session:
+            user = get_or_create_user(session, discord_id=discord_id, name=name)
+            return toggle_like(session, job_id=job_id, user_id=user.id)
+
+    def like_count(self, job_id: int) -> int:
+        with self._store.session() as session:
+            return like_count(session, job_id=job_id)
+
+    # -- the showcase ---------------------------------------------------------------------------
+
+    def set_showcase(self, *, guild_id: int, channel_id: int | None) -> None:
+        """Set (or with ``None`` clear) the channel ``guild_id`` showcases shared jobs in."""
+        with self._store.session() as session:
+            set_showcase_channel(session, guild_id=guild_id, channel_id=channel_id)
+
+    def showcase_channel(self, *, guild_id: int) -> int | None:
+        with self._store.session() as session:
+            return showcase_channel(session, guild_id=guild_id)
+
+    def claim_showcase(self, job_id: int, *, channel_id: int) -> bool:
+        """Reserve the job's one showcase post; ``False`` when it was (or is being) shared already.
+
+        Post, then call :meth:`showcased` (or :meth:`release_showcase` if posting failed).
+        """
+        with self._store.session() as session:
+            return claim_showcase_post(session, job_id=job_id, channel_id=channel_id)
+
+    def showcased(self, job_id: int, *, message_id: int) -> None:
+        with self._store.session() as session:
+            record_showcase_post(session, job_id=job_id, message_id=message_id)
+
+    def release_showcase(self, job_id: int) -> None:
+        with self._store.session() as session:
+            release_showcase_post(session, job_id=job_id)
+
+    def showcase_message(self, job_id: int) -> tuple[int, int] | None:
+        """(channel id, message id) of the job's showcase post, if it was shared."""
+        with self._store.session() as session:
+            post = get_showcase_post(session, job_id=job_id)
+            return (post.channel_id, post.message_id) if post is not None and post.message_id else None
+
+    # -- member settings ------------------------------------------------------------------------
+
+    def private_by_default(self, *, discord_id: int, name: str) -> bool:
+        with self._store.session() as session:
+            user = get_or_create_user(session, discord_id=discord_id, name=name)
+            return private_by_default(session, user_id=user.id)
+
+    def set_private_by_default(self, *, discord_id: int, name: str, private: bool) -> None:
+        with self._store.session() as session:
+            user = get_or_create_user(session, discord_id=discord_id, name=name)
+            set_private_by_default(session, user_id=user.id, private=private)

@@ -1,0 +1,161 @@
+"""What the job interface takes and hands out: plain values and frozen snapshots, never ORM rows.
+
+The bot's event loop, the GPU worker thread and the command line can share these safely. The
+vocabularies of jobs (kinds, statuses) are the storage schema's, re-exported here so that
+nothing above the job interface imports ``storage``.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from datetime import datetime
+
+from pipeline.domain.metadata import format_infotext
+from pipeline.domain.request import GenerationRequest
+from storage import FINISHED_STATUSES, JOB_KINDS, Delivery, Job, ListedJob
+
+__all__ = [
+    "FINISHED_STATUSES",
+    "JOB_KINDS",
+    "DeliverySnapshot",
+    "Destination",
+    "ImageSnapshot",
+    "JobSnapshot",
+    "ListedJob",
+    "Requester",
+]
+
+
+@dataclass(frozen=True)
+class Requester:
+    """Who asks: a Discord member (``discord_id``) or the local command line (``None``)."""
+
+    name: str
+    discord_id: int | None = None
+
+
+@dataclass(frozen=True)
+class Destination:
+    """Where the result goes in Discord, and the interaction that may still answer there."""
+
+    channel_id: int
+    guild_id: int | None = None
+    application_id: int | None = None
+    interaction_token: str | None = field(default=None, repr=False)
+    token_expires_at: datetime | None = None
+    upload_limit: int | None = None
+
+
+@dataclass(frozen=True)
+class ImageSnapshot:
+    index: int
+    seed: int
+    width: int
+    height: int
+    sha256: str
+    path: str
+    """Where the file is in the image store (read it with ``JobService.images``)."""
+
+
+@dataclass(frozen=True)
+class JobSnapshot:
+    """A read-only copy of a job row and its images."""
+
+    id: int
+    kind: str
+    status: str
+    request: GenerationRequest
+    owner_name: str
+    owner_discord_id: int | None
+    parent_id: int | None
+    parent_image_index: int | None
+    guild_id: int | None
+    channel_id: int | None
+    model_name: str | None
+    model_hash: str | None
+    error: str | None
+    created_at: datetime
+    started_at: datetime | None
+    finished_at: datetime | None
+    images: tuple[ImageSnapshot, ...] = field(default_factory=tuple)
+    environment_json: str | None = None
+    """How a finished job was made (device, dtype, library versions, its batch): see the worker."""
+    private: bool = False
+    """Kept out of listings, search and the showcase."""
+    parent_owner_name: str | None = None
+    """Who made the parent job (a remix credits them)."""
+
+    @property
+    def finished(self) -> bool:
+        return self.status in FINISHED_STATUSES
+
+    def parameters_text(self) -> str:
+        """AUTOMATIC1111's ``parameters`` text of the first image (what a grid of the job carries)."""
+        return format_infotext(
+            self.request,
+            seed=self.images[0].seed if self.images else self.request.seeds[0],
+            model_name=self.model_name,
+            model_hash=self.model_hash,
+        )
+
+    @classmethod
+    def of(cls, job: Job) -> JobSnapshot:
+        return cls(
+            id=job.id,
+            kind=job.kind,
+            status=job.status,
+            request=GenerationRequest.from_json(job.request_json),
+            owner_name=job.owner.name,
+            owner_discord_id=job.owner.discord_id,
+            parent_id=job.parent_id,
+            parent_image_index=job.parent_image_index,
+            guild_id=job.guild_id,
+            channel_id=job.channel_id,
+            model_name=job.model_name,
+            model_hash=job.model_hash,
+            error=job.error,
+            created_at=job.created_at,
+            started_at=job.started_at,
+            finished_at=job.finished_at,
+            images=tuple(
+                ImageSnapshot(i.index, i.seed, i.width, i.height, i.sha256, i.path) for i in job.images
+            ),
+            environment_json=job.environment_json,
+            private=job.private,
+            parent_owner_name=job.parent.owner.name if job.parent is not None else None,
+        )
+
+
+@dataclass(frozen=True)
+class DeliverySnapshot:
+    """A read-only copy of where a job's result goes in Discord and how far it got."""
+
+    job_id: int
+    channel_id: int
+    guild_id: int | None
+    application_id: int | None
+    interaction_token: str | None = field(repr=False)
+    token_expires_at: datetime | None
+    upload_limit: int | None
+    progress_message_id: int | None
+    result_message_id: int | None
+    status: str
+    attempts: int
+    created_at: datetime
+
+    @classmethod
+    def of(cls, delivery: Delivery) -> DeliverySnapshot:
+        return cls(
+            job_id=delivery.job_id,
+            channel_id=delivery.channel_id,
+            guild_id=delivery.guild_id,
+            application_id=delivery.application_id,
+            interaction_token=delivery.interaction_token,
+            token_expires_at=delivery.token_expires_at,
+            upload_limit=delivery.upload_limit,
+            progress_message_id=delivery.progress_message_id,
+            result_message_id=delivery.result_message_id,
+            status=delivery.status,
+            attempts=delivery.attempts,
+            created_at=delivery.created_at,
+        )

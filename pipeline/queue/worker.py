@@ -1,0 +1,329 @@
+"""Running stored jobs: the job runner and the embedded GPU worker thread.
+
+The worker keeps the GPU busy: it takes the next fair batch of compatible jobs, has an
+:class:`~pipeline.queue.executor.Executor` generate it, and hands the results to a saver thread
+(PNG encoding and the job interface's writes) so the next batch starts at once. State changes
+are written before they are announced to listeners.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import threading
+import time
+from collections.abc import Sequence
+from concurrent.futures import Future, ThreadPoolExecutor
+
+from PIL import Image
+
+from pipeline.domain.metadata import format_infotext, write_png
+from pipeline.engine.results import GenerationResult, StepProgress
+from pipeline.errors import PipelineError
+from pipeline.queue.executor import Executor, Failed, Generated, Stopped, Task
+from pipeline.queue.jobs import ImageFile, JobService, JobSnapshot
+from pipeline.queue.scheduler import FairScheduler
+
+log = logging.getLogger(__name__)
+
+CANCEL_POLL_S = 0.5
+INTERNAL_ERROR = "Something went wrong while generating; the admin can find the details in the log."
+
+
+class WorkerEvents:
+    """What the worker tells the outside world; called from worker threads. Override what you need."""
+
+    def progress(self, job_id: int, step: int, total: int, elapsed_s: float) -> None:
+        """A denoising step of ``job_id`` finished."""
+
+    def finished(self, job_id: int) -> None:
+        """``job_id`` is done, failed or cancelled, and its row says so."""
+
+
+class Doorbell(threading.Event):
+    """Rung when a job is queued, so the worker looks at the queue at once instead of at its next poll."""
+
+    def ring(self, _job_id: int | None = None) -> None:
+        self.set()
+
+
+Finished = tuple[int, GenerationResult]
+"""A started job's id and what the engine made for it."""
+
+
+class JobRunner:
+    """Runs one batch of stored jobs through an executor and records the results."""
+
+    def __init__(self, *, jobs: JobService, executor: Executor) -> None:
+        self.jobs = jobs
+        self.executor = executor
+
+    def run(self, job_ids: Sequence[int], *, events: WorkerEvents | None = None) -> list[Finished]:
+        """Generate ``job_ids`` (compatible, queued jobs); return each started job's result, unsaved.
+
+        Jobs that fail or are cancelled are recorded here; save the rest with :meth:`save`.
+        """
+        events = events or WorkerEvents()
+        # 1. Start the jobs (a job cancelled, deleted or taken by another worker meanwhile is skipped)
+        started = [job for job in map(self.jobs.runs.start, job_ids) if job is not None]
+        if not started:
+            return []
+        finished: list[Finished] = []
+        try:
+            # 2. The source images of img2img and upscale jobs; a job whose source is gone fails alone
+            tasks, sources = self._with_sources(started, events)
+
+            def on_step(ids: Sequence[int], progress: StepProgress) -> None:
+                for job_id in ids:
+                    events.progress(job_id, progress.step, progress.total_steps, progress.elapsed_s)
+
+            # 3. Generate, recording each failure or cancellation as it comes
+            outcomes = self.executor.run(
+                tasks, sources=sources, on_step=on_step, should_cancel=_CancelPoll(self.jobs)
+            )
+            for outcome in outcomes:
+                if isinstance(outcome, Generated):
+                    finished.append((outcome.job_id, outcome.result))
+                elif isinstance(outcome, Stopped):
+                    self._record_each(outcome.job_ids, cancelled=True, events=events)
+                elif isinstance(outcome, Failed):
+                    self._fail_all(outcome.job_ids, outcome.error, events)
+        except Exception:
+            # No started job may stay running: the ones neither generated nor recorded fail
+            log.exception("the batch of jobs %s stopped unexpectedly", [job.id for job in started])
+            generated = {job_id for job_id, _ in finished}
+            self._fail_unrecorded([job.id for job in started if job.id not in generated], events)
+        return finished
+
+    def _with_sources(
+        self, jobs: Sequence[JobSnapshot], events: WorkerEvents
+    ) -> tuple[list[Task], dict[str, Image.Image]]:
+        """The jobs whose source image (if any) could be read, and those images by sha256."""
+        ready: list[Task] = []
+        images: dict[str, Image.Image] = {}
+        for job in jobs:
+            source = job.request.init_image
+            if source is not None and source not in images:
+                try:
+                    images.update(self.jobs.images.sources([job.request]))
+                except Exception as error:
+                    self._fail_all([job.id], error, events)
+                    continue
+            ready.append(Task(job.id, job.request))
+        return ready, images
+
+    def _fail_all(self, job_ids: Sequence[int], error: Exception, events: WorkerEvents) -> None:
+        """Record ``error`` on every job: its own words for known errors, a pointer to the log otherwise."""
+        if isinstance(error, PipelineError):
+            self._record_each(job_ids, error=str(error), events=events)
+        else:
+            log.error("jobs %s failed unexpectedly", list(job_ids), exc_info=error)
+            self._record_each(job_ids, error=INTERNAL_ERROR, events=events)
+
+    def _fail_unrecorded(self, job_ids: Sequence[int], events: WorkerEvents) -> None:
+        """Fail those of ``job_ids`` still ``running`` (the rest were recorded already)."""
+        for job_id in job_ids:
+            try:
+                if self.jobs.runs.is_running(job_id):
+                    self._record_each([job_id], error=INTERNAL_ERROR, events=events)
+            except Exception:
+                log.exception("job %d could not be recorded as failed", job_id)
+
+    def save(self, finished: Sequence[Finished], *, events: WorkerEvents | None = None) -> None:
+        """Encode every image (PNG with A1111 parameters), store it, then mark the jobs done."""
+        events = events or WorkerEvents()
+        for job_id, result in finished:
+            try:
+                if self.jobs.runs.cancel_requested(job_id):
+                    self._record_each([job_id], cancelled=True, events=events)
+                    continue
+                self.jobs.runs.finish(
+                    job_id,
+                    images=[
+                        _encoded(result, image.index, image.seed, image.image) for image in result.images
+                    ],
+                    model_name=result.model_name,
+                    model_hash=result.model_hash,
+                    environment_json=_environment_json(result),
+                )
+            except Exception:
+                log.exception("saving the images of job %d failed", job_id)
+                try:
+                    self._record_each([job_id], error=INTERNAL_ERROR, events=events)
+                except Exception:
+                    log.exception("job %d could not be recorded as failed", job_id)
+                continue
+            _announce(events, job_id)
+
+    def run_and_save(self, job_ids: Sequence[int], *, events: WorkerEvents | None = None) -> None:
+        """Run and save in the calling thread (the command line does this)."""
+        self.save(self.run(job_ids, events=events), events=events)
+
+    def _record_each(
+        self,
+        job_ids: Sequence[int],
+        *,
+        cancelled: bool = False,
+        error: str | None = None,
+        events: WorkerEvents,
+    ) -> None:
+        for job_id in job_ids:
+            if cancelled:
+                self.jobs.runs.cancelled(job_id)
+            else:
+                self.jobs.runs.fail(job_id, error=error or INTERNAL_ERROR)
+            log.info(
+                "job %d %s%s", job_id, "cancelled" if cancelled else "failed", f": {error}" if error else ""
+            )
+            _announce(events, job_id)
+
+
+def _encoded(result: GenerationResult, index: int, seed: int, image: Image.Image) -> ImageFile:
+    parameters = format_infotext(
+        result.request, seed=seed, model_name=result.model_name, model_hash=result.model_hash
+    )
+    return ImageFile(
+        index=index, seed=seed, width=image.width, height=image.height, data=write_png(image, parameters)
+    )
+
+
+def _announce(events: WorkerEvents, job_id: int) -> None:
+    """``events.finished``; a listener that fails (a closed event loop) does not undo the stored state."""
+    try:
+        events.finished(job_id)
+    except Exception:
+        log.exception("announcing that job %d finished failed", job_id)
+
+
+class _CancelPoll:
+    """``should_cancel`` for a batch: true for a group once every job in it asked to be cancelled.
+
+    A group shared with other people's jobs keeps running when only some are cancelled; those
+    are recorded as cancelled when the batch ends. The database is read at most every 0.5 s per group.
+    """
+
+    def __init__(self, jobs: JobService) -> None:
+        self.jobs = jobs
+        self._answers: dict[tuple[int, ...], tuple[float, bool]] = {}
+
+    def __call__(self, job_ids: Sequence[int]) -> bool:
+        key = tuple(job_ids)
+        now = time.monotonic()
+        checked, answer = self._answers.get(key, (float("-inf"), False))
+        if now - checked >= CANCEL_POLL_S:
+            answer = all(self.jobs.runs.cancel_requested(job_id) for job_id in key)
+            self._answers[key] = (now, answer)
+        return answer
+
+
+class Worker:
+    """The embedded GPU worker: a thread that runs fair batches until stopped.
+
+    It looks at the queue when ``doorbell`` rings (the job interface rings it on every submit)
+    and every ``poll_interval`` seconds otherwise.
+    """
+
+    def __init__(
+        self,
+        runner: JobRunner,
+        scheduler: FairScheduler,
+        *,
+        doorbell: Doorbell | None = None,
+        events: WorkerEvents | None = None,
+        poll_interval: float = 2.0,
+    ) -> None:
+        self.runner = runner
+        self.scheduler = scheduler
+        self.events = events or WorkerEvents()
+        self.poll_interval = poll_interval
+        self._wake = doorbell if doorbell is not None else Doorbell()
+        self._stop = threading.Event()
+        self._thread: threading.Thread | None = None
+        self._saver: ThreadPoolExecutor | None = None
+        self._saver_lock = threading.Lock()
+
+    def recover(self) -> list[int]:
+        """Put jobs left ``running`` by a crash back in the queue (call before :meth:`start`)."""
+        return self.runner.jobs.runs.requeue_interrupted()
+
+    def start(self) -> None:
+        if self._thread is not None:
+            if self._thread.is_alive():
+                if self._stop.is_set():
+                    log.warning("the worker thread is still finishing its batch after a stop; not started")
+                return
+            self._thread = None
+        self._stop.clear()
+        self._thread = threading.Thread(target=self._loop, name="nanke-worker", daemon=True)
+        self._thread.start()
+
+    def wake(self, _job_id: int | None = None) -> None:
+        """A job was queued: look at the queue now instead of at the next poll."""
+        self._wake.ring()
+
+    def stop(self, timeout: float | None = 30.0) -> None:
+        """Stop after the current batch; pending saves finish first."""
+        self._stop.set()
+        self._wake.set()
+        if self._thread is not None:
+            self._thread.join(timeout)
+            if self._thread.is_alive():
+                # Kept, so start() does not run a second worker beside it; it saves inline now
+                log.warning("the worker thread did not stop within %s s; it finishes its batch", timeout)
+            else:
+                self._thread = None
+        with self._saver_lock:
+            saver, self._saver = self._saver, None
+        if saver is not None:
+            saver.shutdown(wait=True)
+
+    def run_once(self) -> bool:
+        """Run the next batch if there is one; ``True`` when something ran."""
+        queued = self.runner.jobs.queued()
+        batch = self.scheduler.next_batch(queued)
+        if not batch:
+            return False
+        self.scheduler.served(batch)
+        job_ids = [job.job_id for job in batch]
+        finished = self.runner.run(job_ids, events=self.events)
+        if finished:
+            self._save_later(finished)
+        return True
+
+    def _save_later(self, finished: list[Finished]) -> None:
+        """Hand ``finished`` to the saver thread (started on first use, and again after a restart).
+
+        Once stopping, save here instead: :meth:`stop` may already have shut the saver down.
+        """
+        with self._saver_lock:
+            if not self._stop.is_set():
+                if self._saver is None:
+                    self._saver = ThreadPoolExecutor(max_workers=1, thread_name_prefix="nanke-saver")
+                future = self._saver.submit(self.runner.save, finished, events=self.events)
+                future.add_done_callback(_log_save_failure)
+                return
+        self.runner.save(finished, events=self.events)
+
+    def _loop(self) -> None:
+        log.info("worker started")
+        while not self._stop.is_set():
+            # Cleared before looking at the queue, so a job queued meanwhile is not missed
+            self._wake.clear()
+            try:
+                ran = self.run_once()
+            except Exception:
+                log.exception("worker loop error; retrying in %g s", self.poll_interval)
+                ran = False
+            if not ran and not self._stop.is_set():
+                self._wake.wait(self.poll_interval)
+        log.info("worker stopped")
+
+
+def _log_save_failure(future: Future[None]) -> None:
+    error = None if future.cancelled() else future.exception()
+    if error is not None:
+        log.error("saving a batch failed", exc_info=error)
+
+
+def _environment_json(result: GenerationResult) -> str:
+    return json.dumps({**result.environment, "nan_retry": result.nan_retry}, sort_keys=True)

@@ -1,0 +1,188 @@
+"""nanke's settings: one typed object, read from the environment and ``.env``, validated at start.
+
+These are the settings every part of nanke shares (model, device, limits, data folder,
+database); the Discord front door adds its own (``bot.settings``) with the same
+:class:`SettingsReader`. Every problem is reported as one line naming the setting, so an admin
+sees all of them at once instead of a traceback. The object is passed down explicitly; nothing
+reads ``os.environ`` after start-up.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+from collections.abc import Mapping
+from dataclasses import dataclass
+from pathlib import Path
+
+from pipeline.engine.device_names import DEVICE_CHOICES, DTYPE_CHOICES, is_device_name
+
+log = logging.getLogger(__name__)
+
+DEFAULT_MODEL = "stable-diffusion-v1-5/stable-diffusion-v1-5"
+LOG_LEVELS = ("DEBUG", "INFO", "WARNING", "ERROR")
+
+
+class SettingsError(Exception):
+    """One or more settings are missing or wrong; ``problems`` holds one line per setting."""
+
+    def __init__(self, problems: list[str]) -> None:
+        self.problems = problems
+        super().__init__("\n".join(problems))
+
+
+@dataclass(frozen=True)
+class Settings:
+    """nanke's configuration. Field docs name the environment variable that sets each one."""
+
+    data_dir: Path
+    """NANKE_DATA_DIR: the SQLite database and the image store (default ``./data``)."""
+    database_url: str
+    """DATABASE_URL: any SQLAlchemy URL (default ``sqlite:///<data_dir>/nanke.db``)."""
+    model: str = DEFAULT_MODEL
+    """NANKE_MODEL: a diffusers folder, a .safetensors/.ckpt file, a name in the models folder or a Hub id."""
+    models_dir: Path | None = None
+    """NANKE_MODELS_DIR: a folder scanned for more models (default ``<data_dir>/models`` if it exists)."""
+    device: str = "auto"
+    """NANKE_DEVICE: auto (CUDA, then MPS, then CPU), cuda, cuda:N, mps or cpu."""
+    dtype: str = "auto"
+    """NANKE_DTYPE: auto (fp16 on CUDA, fp32 elsewhere), fp16, bf16 or fp32."""
+    max_pixels: int = 1024 * 1024
+    """NANKE_MAX_PIXELS: the largest width x height a member may ask for (upscales may be 4x this)."""
+    max_batch: int = 4
+    """NANKE_MAX_BATCH: the most images one GPU batch may hold."""
+    max_queued_per_user: int = 3
+    """NANKE_MAX_QUEUED_PER_USER: how many unfinished jobs one member may have."""
+    upscaler_model: str | None = None
+    """NANKE_UPSCALER: a dedicated upscaler (diffusers folder or Hub id of an SD x4 or x2 latent upscaler)."""
+    low_vram: bool = False
+    """NANKE_LOW_VRAM: trade speed for memory (attention and VAE slicing, tiled VAE, model CPU offload)."""
+    log_level: str = "INFO"
+    """NANKE_LOG_LEVEL: DEBUG, INFO, WARNING or ERROR."""
+
+    @property
+    def image_dir(self) -> Path:
+        return self.data_dir / "images"
+
+    @property
+    def cache_dir(self) -> Path:
+        return self.data_dir / "cache"
+
+
+def load_settings(
+    environ: Mapping[str, str] | None = None, *, dotenv: Path | None = Path(".env")
+) -> Settings:
+    """Read settings from ``environ`` (default: the process environment, after loading ``dotenv``).
+
+    Values already in the environment win over ``.env``. Raises :class:`SettingsError` listing
+    every bad value.
+    """
+    reader = SettingsReader(environment(environ, dotenv=dotenv))
+    data_dir = Path(reader.text("NANKE_DATA_DIR", "./data")).expanduser()
+    models_dir_text = reader.text("NANKE_MODELS_DIR", "")
+    if models_dir_text:
+        models_dir: Path | None = Path(models_dir_text).expanduser()
+        if not models_dir.is_dir():
+            reader.problem("NANKE_MODELS_DIR", models_dir_text, "is not a folder")
+    else:
+        models_dir = data_dir / "models" if (data_dir / "models").is_dir() else None
+    settings = Settings(
+        data_dir=data_dir,
+        database_url=reader.text("DATABASE_URL", f"sqlite:///{(data_dir / 'nanke.db').as_posix()}"),
+        model=reader.text("NANKE_MODEL", DEFAULT_MODEL),
+        models_dir=models_dir,
+        device=reader.device("NANKE_DEVICE"),
+        dtype=reader.choice("NANKE_DTYPE", "auto", DTYPE_CHOICES),
+        max_pixels=reader.integer("NANKE_MAX_PIXELS", 1024 * 1024, low=64 * 64, high=2048 * 2048),
+        max_batch=reader.integer("NANKE_MAX_BATCH", 4, low=1, high=64),
+        max_queued_per_user=reader.integer("NANKE_MAX_QUEUED_PER_USER", 3, low=1, high=1000),
+        upscaler_model=reader.text("NANKE_UPSCALER", "") or None,
+        low_vram=reader.flag("NANKE_LOW_VRAM"),
+        log_level=reader.choice("NANKE_LOG_LEVEL", "INFO", LOG_LEVELS, upper=True),
+    )
+    reader.check()
+    return settings
+
+
+def environment(
+    environ: Mapping[str, str] | None = None, *, dotenv: Path | None = Path(".env")
+) -> Mapping[str, str]:
+    """``environ``, or the process environment after loading ``dotenv`` into it (values already
+    set win over the file)."""
+    if environ is not None:
+        return environ
+    if dotenv is not None and dotenv.is_file():
+        from dotenv import load_dotenv
+
+        load_dotenv(dotenv, override=False)
+    return os.environ
+
+
+class SettingsReader:
+    """Reads typed values and collects one problem line per bad setting."""
+
+    def __init__(self, environ: Mapping[str, str]) -> None:
+        self.environ = environ
+        self.problems: list[str] = []
+
+    def problem(self, name: str, value: str, why: str) -> None:
+        self.problems.append(f"{name}: {value!r} {why}")
+
+    def check(self) -> None:
+        """Raise :class:`SettingsError` with every problem found so far."""
+        if self.problems:
+            raise SettingsError(self.problems)
+
+    def text(self, name: str, default: str) -> str:
+        return self.environ.get(name, "").strip() or default
+
+    def choice(self, name: str, default: str, allowed: tuple[str, ...], *, upper: bool = False) -> str:
+        value = self.text(name, default)
+        value = value.upper() if upper else value.lower()
+        if value not in allowed:
+            self.problem(name, value, f"is not one of {', '.join(allowed)}")
+            return default
+        return value
+
+    def device(self, name: str) -> str:
+        value = self.text(name, "auto").lower()
+        if not is_device_name(value):
+            self.problem(name, value, f"is not one of {', '.join(DEVICE_CHOICES)}")
+            return "auto"
+        return value
+
+    def integer(self, name: str, default: int, *, low: int, high: int) -> int:
+        raw = self.text(name, str(default)).replace("_", "")
+        try:
+            value = int(raw)
+        except ValueError:
+            self.problem(name, raw, "is not a whole number")
+            return default
+        if not low <= value <= high:
+            self.problem(name, raw, f"is out of range ({low} to {high})")
+            return default
+        return value
+
+    def flag(self, name: str) -> bool:
+        value = self.text(name, "0").lower()
+        if value not in ("0", "1", "true", "false", "yes", "no", "on", "off"):
+            self.problem(name, value, "is not a yes/no value (1, 0, true, false, yes, no, on, off)")
+            return False
+        return value in ("1", "true", "yes", "on")
+
+    def url(self, name: str, default: str, schemes: tuple[str, ...]) -> str:
+        value = self.text(name, default)
+        if not value.startswith(schemes):
+            self.problem(name, value, f"must start with {' or '.join(schemes)}")
+            return default
+        return value
+
+    def id_list(self, name: str) -> tuple[int, ...]:
+        raw = self.text(name, "")
+        ids: list[int] = []
+        for part in filter(None, (p.strip() for p in raw.split(","))):
+            if not part.isdigit():
+                self.problem(name, part, "is not a Discord id (digits only)")
+                continue
+            ids.append(int(part))
+        return tuple(ids)
