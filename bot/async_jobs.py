@@ -2,7 +2,7 @@
 
 ``await jobs.get(7)`` is ``JobService.get(7)`` run with :func:`asyncio.to_thread`, so the
 database and the image files never block the loop; the sections (``jobs.images``,
-``jobs.deliveries``, ``jobs.community``) work the same way.
+``jobs.deliveries``, ``jobs.community``, ``jobs.moderation``) work the same way.
 """
 
 from __future__ import annotations
@@ -46,3 +46,4 @@ class AsyncJobs(Async):
         self.images = Async(jobs.images)
         self.deliveries = Async(jobs.deliveries)
         self.community = Async(jobs.community)
+        self.moderation = Async(jobs.moderation)

@@ -6,24 +6,36 @@ in ``setup_hook`` (through its module's ``setup``) and discord.py rebuilds them 
 Nothing is kept in memory per message. A button's template and the ``custom_id`` it carries come
 from one :class:`CustomId`; the button class sits in the same file as the feature cog that handles
 its clicks, and reaches that cog with :meth:`Feature.of`.
+
+A button claims every ``custom_id`` that starts with its prefix (``nk:up:``) and then parses it
+strictly; one that does not parse (forged, malformed, a job id out of range) is refused with a
+short private answer, as is an ``nk:`` id no button claims (:func:`unclaimed_buttons`).
 """
 
 from __future__ import annotations
 
+import logging
 import re
 import string
-from typing import Any, TypeVar
+from typing import Any, ClassVar, TypeVar
 
 import discord
 from discord.ext import commands
 
 from bot.async_jobs import AsyncJobs
-from bot.errors import JobGone, report_error
+from bot.errors import BotError, JobGone, report_error
+from bot.interactions import viewer_of
 from pipeline.errors import JobNotFound
+from pipeline.queue.jobs import JobSnapshot
 
 CUSTOM_ID_LIMIT = 100
 """Discord's longest ``custom_id``."""
-JOB_ID = r"[0-9]+"
+JOB_ID = r"[1-9][0-9]{0,17}"
+"""A job id: a positive whole number a database integer holds (at most 18 digits)."""
+PREFIX = "nk:"
+INVALID_BUTTON = "This button is not valid (it may be from an old version of the bot)."
+
+log = logging.getLogger(__name__)
 
 FeatureT = TypeVar("FeatureT", bound="Feature")
 
@@ -36,20 +48,35 @@ class CustomId:
     ``nk:up:(?P<job>[0-9]+):(?P<index>[0-3])`` and formats ``job=12, index=0`` as ``nk:up:12:0``.
     """
 
+    prefixes: ClassVar[set[str]] = set()
+    """The prefixes of every kind defined (what :func:`unclaimed_buttons` leaves out)."""
+
     def __init__(self, pattern: str, **fields: str) -> None:
         parts = list(string.Formatter().parse(pattern))
         names = [name for _, name, _, _ in parts if name]
         if sorted(names) != sorted(fields):
             raise ValueError(f"fields: {sorted(fields)} (allowed: the pattern's {sorted(names)})")
+        if not parts or not parts[0][0].startswith(PREFIX) or not parts[0][0].endswith(":"):
+            raise ValueError(f"pattern: {pattern!r} (allowed: 'nk:<action>:' then fields)")
         self.pattern = pattern
-        self.template = "".join(
-            re.escape(literal) + (f"(?P<{name}>{fields[name]})" if name else "")
-            for literal, name, _, _ in parts
+        self.prefix = parts[0][0]
+        self.strict = re.compile(
+            "".join(
+                re.escape(literal) + (f"(?P<{name}>{fields[name]})" if name else "")
+                for literal, name, _, _ in parts
+            )
         )
+        self.template = re.escape(self.prefix) + ".*"
+        """What a button class registers: every id with this prefix, so a malformed one is answered."""
+        CustomId.prefixes.add(self.prefix)
 
     def format(self, **values: object) -> str:
         """The ``custom_id`` for ``values``, cut to Discord's 100 characters."""
         return self.pattern.format(**values)[:CUSTOM_ID_LIMIT]
+
+    def parse(self, custom_id: str) -> re.Match[str] | None:
+        """The fields of ``custom_id``, or ``None`` when it is not one of these."""
+        return self.strict.fullmatch(custom_id)
 
 
 class Feature(commands.Cog):
@@ -64,13 +91,53 @@ class Feature(commands.Cog):
         return cog
 
 
-class JobButton(discord.ui.DynamicItem[discord.ui.Button], template=r"nk:job:(?P<job>[0-9]+)"):
+class RefusedButton(discord.ui.DynamicItem[discord.ui.Button], template=r"(?s).*"):
+    """A click whose ``custom_id`` nanke does not know: answered privately, nothing done.
+
+    Never registered itself (its template takes any id); the buttons return it for ids they
+    claim but cannot parse, and :func:`unclaimed_buttons` registers it for the rest.
+    """
+
+    def __init__(self, button: discord.ui.Button) -> None:
+        super().__init__(button)
+
+    async def interaction_check(self, interaction: discord.Interaction) -> bool:  # type: ignore[override]
+        log.info("refused a click on %r", (interaction.data or {}).get("custom_id"))
+        await report_error(interaction, BotError(INVALID_BUTTON))
+        return False
+
+
+def unclaimed_buttons() -> type[RefusedButton]:
+    """A button class for every ``nk:`` custom id that no :class:`CustomId` defined so far claims.
+
+    Register it after the features' buttons, so that a forged id still gets an answer.
+    """
+    known = "|".join(re.escape(prefix) for prefix in sorted(CustomId.prefixes))
+
+    class UnclaimedButton(RefusedButton, template=rf"(?!{known}){re.escape(PREFIX)}.*"):
+        @classmethod
+        async def from_custom_id(
+            cls, interaction: discord.Interaction, item: discord.ui.Button, match: re.Match[str], /
+        ) -> UnclaimedButton:
+            return cls(item)
+
+    return UnclaimedButton
+
+
+class JobButton(discord.ui.DynamicItem[discord.ui.Button], template=r"(?!)"):
     """Base of the buttons about one job: parses the job id and routes errors to the central handler.
 
-    Subclasses give their own template (from a :class:`CustomId`) and define :meth:`run` (and
-    :meth:`check` for who may press them); this base, and other abstract ones, are never
-    registered, so their placeholder templates match nothing.
+    A subclass names its :class:`CustomId` (``class UpscaleButton(JobButton, custom_ids=UPSCALE)``)
+    and defines :meth:`run` (and :meth:`check` for who may press them). A subclass without one is
+    abstract: its template matches nothing.
     """
+
+    custom_ids: ClassVar[CustomId]
+
+    def __init_subclass__(cls, *, custom_ids: CustomId | None = None, **kwargs: Any) -> None:
+        if custom_ids is not None:
+            cls.custom_ids = custom_ids
+        super().__init_subclass__(template=custom_ids.template if custom_ids else r"(?!)", **kwargs)
 
     def __init__(self, job_id: int, button: discord.ui.Button) -> None:
         super().__init__(button)
@@ -79,8 +146,11 @@ class JobButton(discord.ui.DynamicItem[discord.ui.Button], template=r"nk:job:(?P
     @classmethod
     async def from_custom_id(
         cls, interaction: discord.Interaction, item: discord.ui.Button, match: re.Match[str], /
-    ) -> JobButton:
-        return cls(**cls.parse(match))
+    ) -> discord.ui.DynamicItem[discord.ui.Button]:
+        fields = cls.custom_ids.parse(item.custom_id or "")
+        if fields is None:
+            return RefusedButton(item)
+        return cls(**cls.parse(fields))
 
     @classmethod
     def parse(cls, match: re.Match[str]) -> dict[str, Any]:
@@ -107,10 +177,9 @@ class JobButton(discord.ui.DynamicItem[discord.ui.Button], template=r"nk:job:(?P
         raise NotImplementedError
 
 
-async def owner_of(jobs: AsyncJobs, job_id: int) -> int | None:
-    """The Discord id of the member who asked for ``job_id``; :class:`~bot.errors.JobGone` if it is gone."""
+async def visible_job(jobs: AsyncJobs, interaction: discord.Interaction, job_id: int) -> JobSnapshot:
+    """The job, if the member may see it here; else :class:`~bot.errors.JobGone` ("not found")."""
     try:
-        job = await jobs.get(job_id)
+        return await jobs.visible(job_id, viewer_of(interaction))
     except JobNotFound:
-        raise JobGone(f"Job {job_id} no longer exists.") from None
-    return job.owner_discord_id
+        raise JobGone(f"Job #{job_id} was not found.") from None

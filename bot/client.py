@@ -22,7 +22,8 @@ import discord
 from discord.ext import commands
 
 from bot.async_jobs import AsyncJobs
-from bot.cogs import actions, community, gallery, imagine, listings, reproduce
+from bot.buttons import unclaimed_buttons
+from bot.cogs import actions, admin, community, gallery, imagine, listings, queue, reproduce
 from bot.cogs import settings as settings_commands
 from bot.delivery import Deliverer
 from bot.errors import report_error
@@ -33,7 +34,7 @@ from pipeline.queue.worker import Worker, WorkerEvents
 
 log = logging.getLogger(__name__)
 
-FEATURES = (imagine, actions, community, listings, gallery, reproduce, settings_commands)
+FEATURES = (imagine, actions, community, listings, gallery, reproduce, queue, settings_commands, admin)
 RETRY_INTERVAL = 5.0
 
 
@@ -76,6 +77,7 @@ class NankeBot(commands.Bot):
     async def setup_hook(self) -> None:
         for feature in FEATURES:
             await feature.setup(self)
+        self.add_dynamic_items(unclaimed_buttons())
         self.tree.on_error = self.on_app_command_error
         await self._sync_commands()
         self.worker = self.app.worker(events=_LoopEvents(self.deliverer, asyncio.get_running_loop()))
@@ -114,11 +116,14 @@ class NankeBot(commands.Bot):
         await report_error(interaction, error)
 
     async def _retry_deliveries(self) -> None:
-        """Deliver finished-but-undelivered jobs: at start (crash recovery) and whenever due."""
+        """Deliver finished-but-undelivered jobs: at start every one (crash recovery: a restart is
+        a fresh chance, whatever the backoff said), then whenever one is due."""
         await self.wait_until_ready()
+        first = True
         while not self.is_closed():
             try:
-                await self.deliverer.deliver_due()
+                await self.deliverer.deliver_due(all_pending=first)
+                first = False
             except Exception:
                 log.exception("delivery retry loop failed; trying again in %g s", RETRY_INTERVAL)
             await asyncio.sleep(RETRY_INTERVAL)

@@ -1,11 +1,16 @@
-"""Getting results to Discord under Discord's rules.
+"""Getting results to Discord under Discord's rules, exactly once.
 
 - Progress edits of one message are at least ``edit_interval`` seconds apart (latest wins).
 - Results go out through the interaction's webhook while its token is valid (15 minutes), and
-  with ``channel.send`` mentioning the requester afterwards (long queue, restart): never lost.
+  with ``channel.send`` mentioning the requester afterwards (long queue, restart, a token Discord
+  refuses): never lost. Queue and progress messages are cleaned up the same way.
 - An upload over the limit is re-encoded smaller (PNG → WebP → JPEG, parameters kept).
-- A failed post stays ``pending`` in the database and is retried with backoff; on start, every
-  finished-but-undelivered job is delivered. Delivery state is written after the post succeeds.
+- Exactly once across crashes: the intent to post is written before the post goes out, and a
+  delivery whose earlier attempt may have reached Discord (a crash, a dropped connection) first
+  looks for the result in the channel's recent history (:meth:`~bot.posting.Poster.scan`) and
+  only posts it when it is not there.
+- A failed post (an error answer, a dropped connection, a timeout) stays ``pending`` and is
+  retried with backoff; on start, every finished-but-undelivered job is delivered.
 """
 
 from __future__ import annotations
@@ -22,20 +27,21 @@ import discord
 from bot import render
 from bot.async_jobs import AsyncJobs
 from bot.cogs.actions import queued_view, result_view
+from bot.errors import NETWORK_ERRORS
+from bot.posting import Found, Poster, token_invalid
 from pipeline.domain.metadata import UploadTooLarge
 from pipeline.errors import JobNotFound
 from pipeline.queue.jobs import DeliverySnapshot, JobSnapshot
 
 log = logging.getLogger(__name__)
 
-TOKEN_MARGIN = timedelta(seconds=30)
-"""A token this close to its expiry is treated as expired: a slow upload must not straddle it."""
 RETRY_DELAYS = (2.0, 5.0, 15.0, 60.0, 300.0)
 MAX_ATTEMPTS = 12
 ANNOUNCE_GRACE = timedelta(seconds=30)
+EVERYTHING_DUE = timedelta(days=36500)
+"""Looking this far ahead makes every pending delivery due (at start, whatever its backoff)."""
 MIN_UPLOAD = 8 * 1024
 """Halving the upload size after a 413 stops here (the encoder then says it cannot fit)."""
-INVALID_TOKEN_CODES = {50027, 10015}
 TOO_LARGE_CODE = 40005
 
 
@@ -75,6 +81,21 @@ class Deliverer:
 
     # -- queued and progress --------------------------------------------------------------------
 
+    async def acknowledge(self, interaction: discord.Interaction, job: JobSnapshot) -> None:
+        """Answer the interaction of a job just stored: defer it (unless the handler did), then
+        show the queue message. A network failure here loses nothing: the job is queued and its
+        result is posted when it is done."""
+        try:
+            if not interaction.response.is_done():
+                await interaction.response.defer(thinking=True)
+        except NETWORK_ERRORS as error:
+            # The deferral may still have reached Discord (a connection dropped after it): go on
+            log.warning("job %d is queued, but acknowledging it failed: %s", job.id, error)
+        try:
+            await self.announce_queued(interaction, job)
+        except NETWORK_ERRORS as error:
+            log.warning("job %d is queued, but its queue message failed: %s", job.id, error)
+
     async def announce_queued(self, interaction: discord.Interaction, job: JobSnapshot) -> None:
         """Turn the deferred response into the job's queue message (with ❌) and remember its id."""
         position = await self.jobs.position(job.id)
@@ -110,8 +131,8 @@ class Deliverer:
             delivery = await self.jobs.deliveries.get(job_id)
             if delivery is not None and delivery.progress_message_id is not None:
                 text = render.progress_text(state.job, *latest)
-                await self._edit(delivery, delivery.progress_message_id, content=text)
-        except discord.HTTPException as error:
+                await self._poster(delivery).edit(delivery.progress_message_id, content=text)
+        except NETWORK_ERRORS as error:
             log.info("progress edit for job %d failed: %s", job_id, error)
         finally:
             # Measured from when Discord has the edit, so the next one is a full interval later.
@@ -143,28 +164,49 @@ class Deliverer:
         delivery = await self.jobs.deliveries.get(job_id)
         if delivery is None or delivery.status != "pending" or not job.finished or self._announcing(delivery):
             return False
+        poster = self._poster(delivery)
         try:
-            message_id = await self._post_result(job, delivery)
-        except discord.HTTPException as error:
-            await self._failed(delivery, str(error))
+            # 1. An earlier attempt may have reached Discord: look before posting again
+            found = None
+            if delivery.posting_since is not None:
+                found = await poster.scan(job, since=delivery.posting_since)
+            if found is not None and found.result_id is not None:
+                message_id = found.result_id
+                log.info("job %d: its result was already posted, as message %d", job_id, message_id)
+            else:
+                # 2. Post, the intent written first
+                await self.jobs.deliveries.begin_posting(job_id, now=self.now())
+                message_id = await self._post_result(job, poster)
+        except NETWORK_ERRORS as error:
+            await self._failed(delivery, str(error) or type(error).__name__)
             return False
         except Exception as error:
             log.exception("delivery of job %d failed unexpectedly", job_id)
             await self._failed(delivery, repr(error))
             return False
         await self.jobs.deliveries.mark_delivered(job_id, message_id=message_id)
-        if delivery.progress_message_id is not None:
-            await self._delete_quietly(delivery, delivery.progress_message_id)
         log.info("job %d delivered as message %d", job_id, message_id)
+        # 3. The queue or progress message is replaced by the result
+        await self._clean_up(job, poster, found)
         return True
 
-    async def _post_result(
-        self, job: JobSnapshot, delivery: DeliverySnapshot, *, use_token: bool | None = None
-    ) -> int:
+    async def _clean_up(self, job: JobSnapshot, poster: Poster, found: Found | None) -> None:
+        stale = set(found.stale_ids if found is not None else ())
+        delivery = poster.delivery
+        if delivery.progress_message_id is not None:
+            stale.add(delivery.progress_message_id)
+        elif found is None and not poster.token_valid:
+            # A queue message whose id was never recorded (a crash right after it was posted)
+            scanned = await poster.scan(job, since=delivery.created_at)
+            stale.update(scanned.stale_ids if scanned is not None else ())
+        for message_id in sorted(stale):
+            await poster.delete_quietly(message_id)
+
+    async def _post_result(self, job: JobSnapshot, poster: Poster, *, use_token: bool | None = None) -> int:
         """Post the result: as a follow-up while the interaction token lives, else in the channel
         with a mention of the requester. Returns the message id."""
         if use_token is None:
-            use_token = self._token_valid(delivery)
+            use_token = poster.token_valid
         mention = None if use_token or job.owner_discord_id is None else f"<@{job.owner_discord_id}>"
         allowed = (
             discord.AllowedMentions(everyone=False, roles=False, users=[discord.Object(job.owner_discord_id)])
@@ -177,7 +219,7 @@ class Deliverer:
             kwargs.update(embed=render.result_embed(job), view=result_view(job.id, len(job.images)))
         else:
             content = render.failure_text(job, mention)
-        limit = self._upload_limit(delivery)
+        limit = poster.upload_limit
         while True:
             kwargs.pop("file", None)
             kwargs["content"] = content
@@ -188,15 +230,13 @@ class Deliverer:
                 else:
                     kwargs["file"] = file
             try:
-                if use_token:
-                    try:
-                        return await self._send_followup(delivery, **kwargs)
-                    except discord.HTTPException as error:
-                        if error.status != 401 and error.code not in INVALID_TOKEN_CODES:
-                            raise
-                        log.info("job %d: interaction token no longer valid, posting in the channel", job.id)
-                        return await self._post_result(job, delivery, use_token=False)
-                return await self._send_channel(delivery, **kwargs)
+                try:
+                    return await poster.send(use_token=use_token, **kwargs)
+                except discord.HTTPException as error:
+                    if not use_token or not token_invalid(error):
+                        raise
+                    log.info("job %d: interaction token no longer valid, posting in the channel", job.id)
+                    return await self._post_result(job, poster, use_token=False)
             except discord.HTTPException as error:
                 too_large = error.status == 413 or error.code == TOO_LARGE_CODE
                 if "file" in kwargs and too_large and limit > MIN_UPLOAD:
@@ -204,40 +244,6 @@ class Deliverer:
                     log.info("job %d: upload too large, trying under %d bytes", job.id, limit)
                     continue
                 raise
-
-    async def _send_followup(self, delivery: DeliverySnapshot, **kwargs: object) -> int:
-        webhook = self._webhook(delivery)
-        message = await webhook.send(wait=True, **kwargs)  # type: ignore[arg-type]
-        return message.id
-
-    async def _send_channel(self, delivery: DeliverySnapshot, **kwargs: object) -> int:
-        channel = self.client.get_channel(delivery.channel_id) or await self.client.fetch_channel(
-            delivery.channel_id
-        )
-        message = await channel.send(**kwargs)  # type: ignore[union-attr]
-        return message.id
-
-    async def _edit(self, delivery: DeliverySnapshot, message_id: int, **kwargs: object) -> None:
-        if self._token_valid(delivery):
-            webhook = self._webhook(delivery)
-            await webhook.edit_message(message_id, **kwargs)  # type: ignore[arg-type]
-        else:
-            channel = self.client.get_partial_messageable(delivery.channel_id)
-            await channel.get_partial_message(message_id).edit(**kwargs)  # type: ignore[arg-type]
-
-    async def _delete_quietly(self, delivery: DeliverySnapshot, message_id: int) -> None:
-        try:
-            if self._token_valid(delivery):
-                webhook = self._webhook(delivery)
-                await webhook.delete_message(message_id)
-            else:
-                await (
-                    self.client.get_partial_messageable(delivery.channel_id)
-                    .get_partial_message(message_id)
-                    .delete()
-                )
-        except discord.HTTPException as error:
-            log.debug("could not delete progress message %d: %s", message_id, error)
 
     def _announcing(self, delivery: DeliverySnapshot) -> bool:
         """The queue message of a live interaction is not recorded yet (it is on its way).
@@ -248,31 +254,12 @@ class Deliverer:
         """
         return (
             delivery.progress_message_id is None
-            and self._token_valid(delivery)
+            and self._poster(delivery).token_valid
             and self.now() < delivery.created_at + ANNOUNCE_GRACE
         )
 
-    def _webhook(self, delivery: DeliverySnapshot) -> discord.Webhook:
-        """The interaction's webhook (follow-ups and edits of its messages while the token lives)."""
-        return discord.Webhook.partial(
-            delivery.application_id,  # type: ignore[arg-type]
-            delivery.interaction_token,  # type: ignore[arg-type]
-            client=self.client,
-        )
-
-    def _token_valid(self, delivery: DeliverySnapshot) -> bool:
-        return (
-            delivery.interaction_token is not None
-            and delivery.application_id is not None
-            and delivery.token_expires_at is not None
-            and self.now() < delivery.token_expires_at - TOKEN_MARGIN
-        )
-
-    def _upload_limit(self, delivery: DeliverySnapshot) -> int:
-        """The interaction's own limit; else the guild's (boosts raise it); else Discord's default."""
-        if delivery.upload_limit:
-            return delivery.upload_limit
-        return render.upload_limit(self.client.get_guild(delivery.guild_id) if delivery.guild_id else None)
+    def _poster(self, delivery: DeliverySnapshot) -> Poster:
+        return Poster(self.client, delivery, now=self.now())
 
     async def attachment(self, job: JobSnapshot, *, max_bytes: int) -> discord.File | None:
         """The job's image (or grid) as an upload under ``max_bytes``; ``None`` if it has none or
@@ -303,9 +290,11 @@ class Deliverer:
 
     # -- the retry loop -----------------------------------------------------------------------
 
-    async def deliver_due(self) -> int:
-        """Deliver every finished job whose delivery is pending and due; returns how many went out."""
-        due = await self.jobs.deliveries.due(now=self.now())
+    async def deliver_due(self, *, all_pending: bool = False) -> int:
+        """Deliver every finished job whose delivery is pending and due (``all_pending``: due or
+        not, as at start); returns how many went out."""
+        later = self.now() + EVERYTHING_DUE if all_pending else self.now()
+        due = await self.jobs.deliveries.due(now=later)
         delivered = 0
         for job_id in due:
             try:

@@ -7,14 +7,26 @@ ephemeral reply. Anything else is logged with its traceback and the member sees
 
 from __future__ import annotations
 
+import asyncio
 import logging
 
+import aiohttp
 import discord
 from discord import app_commands
 
 from pipeline.errors import JobBusy, PipelineError
 
 log = logging.getLogger(__name__)
+
+MESSAGE_LIMIT = 2000
+"""Discord's longest message."""
+NETWORK_ERRORS: tuple[type[BaseException], ...] = (
+    discord.HTTPException,
+    aiohttp.ClientError,
+    asyncio.TimeoutError,
+    OSError,
+)
+"""What a call to Discord can fail with: an error answer, a dropped or refused connection, a timeout."""
 
 
 class BotError(Exception):
@@ -23,6 +35,10 @@ class BotError(Exception):
 
 class NotAllowed(BotError):
     """The member may not do this (another member's job, no Manage Messages)."""
+
+
+class CheckRefused(NotAllowed, app_commands.CheckFailure):
+    """:class:`NotAllowed`, raised from a cog's ``interaction_check`` (discord.py then reports it)."""
 
 
 class JobGone(BotError):
@@ -36,7 +52,7 @@ def user_message(error: BaseException) -> str | None:
     if isinstance(error, JobBusy):
         return "⚠️ That job is busy right now; try again when it has finished."
     if isinstance(error, BotError | PipelineError):
-        return f"⚠️ {error}"
+        return f"⚠️ {_one_message(str(error))}"
     if isinstance(error, app_commands.CheckFailure):
         return "⛔ You can't use this command here."
     return None
@@ -62,7 +78,7 @@ async def report_error(
             await interaction.response.send_message(
                 message, ephemeral=True, allowed_mentions=discord.AllowedMentions.none()
             )
-    except discord.HTTPException:
+    except NETWORK_ERRORS:
         log.warning("could not tell %s about an error: %s", _describe(interaction), message)
 
 
@@ -72,9 +88,14 @@ async def retract(
     """Replace the public "thinking…" message by an ephemeral error: nothing was queued."""
     try:
         await interaction.delete_original_response()
-    except discord.HTTPException:
+    except NETWORK_ERRORS:
         log.debug("could not delete the deferred response", exc_info=True)
     await report_error(interaction, error, job_id=job_id)
+
+
+def _one_message(text: str) -> str:
+    """``text`` cut to fit one Discord message, with room for the warning sign."""
+    return text if len(text) <= MESSAGE_LIMIT - 10 else text[: MESSAGE_LIMIT - 11] + "…"
 
 
 def _describe(interaction: discord.Interaction) -> str:

@@ -6,7 +6,7 @@ from datetime import timedelta
 
 import discord
 
-from pipeline.queue.jobs import Destination, Requester
+from pipeline.queue.jobs import Destination, Requester, Viewer
 
 TOKEN_LIFETIME = timedelta(minutes=15)
 """How long an interaction's token lets the bot answer through its webhook."""
@@ -24,4 +24,14 @@ def destination_of(interaction: discord.Interaction) -> Destination:
         interaction_token=interaction.token,
         token_expires_at=interaction.created_at + TOKEN_LIFETIME,
         upload_limit=interaction.filesize_limit,
+    )
+
+
+def viewer_of(interaction: discord.Interaction) -> Viewer:
+    """The member who clicked or typed, where they are, and whether they moderate there."""
+    in_guild = interaction.guild_id is not None
+    return Viewer(
+        discord_id=interaction.user.id,
+        guild_id=interaction.guild_id,
+        moderator=in_guild and interaction.permissions.manage_messages,
     )

@@ -36,14 +36,19 @@ def headline(job: JobSnapshot) -> str:
     return f"**{prompt}**"
 
 
+def job_tag(job: JobSnapshot) -> str:
+    """How every queue, progress and failure text of a job ends (a restarted bot finds them by it)."""
+    return f" · job #{job.id}"
+
+
 def queued_text(job: JobSnapshot, position: int | None) -> str:
     place = f"position {position} in the queue" if position else "starting"
-    return f"{headline(job)}\n⏳ Waiting to start ({place}) · job #{job.id}"
+    return f"{headline(job)}\n⏳ Waiting to start ({place}){job_tag(job)}"
 
 
 def progress_text(job: JobSnapshot, step: int, total: int, elapsed_s: float) -> str:
     percent = int(100 * step / total) if total else 0
-    return f"{headline(job)}\n🎨 {percent}% · step {step}/{total} · {elapsed_s:.0f} s · job #{job.id}"
+    return f"{headline(job)}\n🎨 {percent}% · step {step}/{total} · {elapsed_s:.0f} s{job_tag(job)}"
 
 
 def finished_text(job: JobSnapshot, mention: str | None = None) -> str:
@@ -54,8 +59,8 @@ def finished_text(job: JobSnapshot, mention: str | None = None) -> str:
 def failure_text(job: JobSnapshot, mention: str | None = None) -> str:
     who = f"{mention} " if mention else ""
     if job.status == "cancelled":
-        return f"{who}{headline(job)}\n❌ Cancelled · job #{job.id}"
-    return f"{who}{headline(job)}\n⚠️ {job.error or 'Generation failed.'} · job #{job.id}"
+        return f"{who}{headline(job)}\n❌ Cancelled{job_tag(job)}"
+    return f"{who}{headline(job)}\n⚠️ {shorten(job.error or 'Generation failed.', 1000)}{job_tag(job)}"
 
 
 def result_embed(job: JobSnapshot) -> discord.Embed:
@@ -100,3 +105,12 @@ def shorten(text: str, limit: int) -> str:
     """``text`` on one line, cut to ``limit`` characters with an ellipsis."""
     text = " ".join(text.split())
     return text if len(text) <= limit else text[: limit - 1] + "…"
+
+
+def shorten_lines(lines: list[str], limit: int) -> str:
+    """``lines`` joined, each on its own line, dropping the last ones (for "…") to fit ``limit``."""
+    text = "\n".join(lines)
+    while len(text) > limit and len(lines) > 1:
+        lines = lines[:-1]
+        text = "\n".join([*lines, "…"])
+    return text[:limit]

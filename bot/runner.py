@@ -50,6 +50,9 @@ def run_bot(settings: Settings, discord_settings: DiscordSettings, token: str) -
     """The ``main.py run`` entry: run until interrupted; returns the exit status."""
     import discord
 
+    from bot.redaction import redact_logs
+
+    redact_logs(token)
     try:
         asyncio.run(start_bot(settings, discord_settings, token))
     except discord.LoginFailure:

@@ -13,7 +13,7 @@ from typing import TYPE_CHECKING
 import discord
 
 from bot.async_jobs import AsyncJobs
-from bot.errors import retract
+from bot.errors import report_error, retract
 from bot.interactions import destination_of, requester_of
 from pipeline.domain.models import ModelCatalog
 from pipeline.domain.prompt.flags import parse_prompt
@@ -59,13 +59,12 @@ class Submitter:
         kind: str = "imagine",
         parent_id: int | None = None,
     ) -> JobSnapshot | None:
-        """Defer (unless the handler already did), store the job, show its place in the queue.
+        """Store the job, then acknowledge the interaction and show the job's place in the queue.
         ``private=None``: the member's default (``/settings private``).
 
-        ``request`` has been validated already, so invalid input never reaches this point.
+        The job is written before Discord hears back, so a crash in between loses nothing (Discord's
+        3 seconds are ample for a row). ``request`` has been validated already.
         """
-        if not interaction.response.is_done():
-            await interaction.response.defer(thinking=True)
         try:
             if private is None:
                 private = await self.jobs.community.private_by_default(
@@ -80,7 +79,10 @@ class Submitter:
                 private=private,
             )
         except Exception as error:
-            await retract(interaction, error)
+            if interaction.response.is_done():
+                await retract(interaction, error)
+            else:
+                await report_error(interaction, error)
             return None
-        await self.deliverer.announce_queued(interaction, job)
+        await self.deliverer.acknowledge(interaction, job)
         return job

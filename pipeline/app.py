@@ -85,7 +85,9 @@ class App:
 
     @cached_property
     def runner(self) -> JobRunner:
-        return JobRunner(jobs=self.jobs, executor=self.executor)
+        return JobRunner(
+            jobs=self.jobs, executor=self.executor, time_limit_s=self.settings.job_timeout_s or None
+        )
 
     def worker(self, events: WorkerEvents | None = None, *, poll_interval: float = 2.0) -> Worker:
         """A new GPU worker thread (not started) that tells ``events`` what happens; its caller

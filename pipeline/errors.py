@@ -25,7 +25,10 @@ class InvalidRequest(PipelineError, ValueError):
         self.value = value
         self.allowed = allowed
         self.reason = reason
-        shown = repr(value) if isinstance(value, str) else str(value)
+        try:
+            shown = repr(value) if isinstance(value, str) else str(value)
+        except ValueError:  # an integer too long for Python to print
+            shown = f"a {type(value).__name__} too large to show"
         if len(shown) > 60:
             shown = shown[:57] + "..."
         head = f"{field}: {shown} {reason}" if reason else f"{field}: {shown} is not allowed"
@@ -85,6 +88,16 @@ class JobBusy(JobError):
 
 class QueueFull(JobError):
     """The member already has as many unfinished jobs as allowed."""
+
+
+class NotPermitted(JobError):
+    """The member may not do this to this job (another member's job, and no Manage Messages)."""
+
+    MANAGE = "Only the person who asked for this job (or a moderator) can do that."
+
+
+class Banned(JobError):
+    """An admin barred the member from asking for images in this server."""
 
 
 class NotCancellable(JobError):

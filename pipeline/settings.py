@@ -57,6 +57,8 @@ class Settings:
     """NANKE_UPSCALER: a dedicated upscaler (diffusers folder or Hub id of an SD x4 or x2 latent upscaler)."""
     low_vram: bool = False
     """NANKE_LOW_VRAM: trade speed for memory (attention and VAE slicing, tiled VAE, model CPU offload)."""
+    job_timeout_s: int = 1800
+    """NANKE_JOB_TIMEOUT: seconds a job may generate before it is stopped and failed (0: no limit)."""
     log_level: str = "INFO"
     """NANKE_LOG_LEVEL: DEBUG, INFO, WARNING or ERROR."""
 
@@ -98,6 +100,7 @@ def load_settings(
         max_queued_per_user=reader.integer("NANKE_MAX_QUEUED_PER_USER", 3, low=1, high=1000),
         upscaler_model=reader.text("NANKE_UPSCALER", "") or None,
         low_vram=reader.flag("NANKE_LOW_VRAM"),
+        job_timeout_s=reader.integer("NANKE_JOB_TIMEOUT", 1800, low=0, high=7 * 24 * 3600),
         log_level=reader.choice("NANKE_LOG_LEVEL", "INFO", LOG_LEVELS, upper=True),
     )
     reader.check()

@@ -33,6 +33,7 @@ from storage.community import (
 )
 from storage.db import Database
 from storage.deliveries import (
+    begin_posting,
     create_delivery,
     get_delivery_for_job,
     mark_delivered,
@@ -56,7 +57,9 @@ from storage.jobs import (
     is_cancel_requested,
     mark_cancelled,
     queued_jobs,
+    recent_runs,
     requeue_interrupted_jobs,
+    running_jobs,
     start_job,
 )
 from storage.migrate import current_revision, downgrade_to, head_revision, upgrade_to_head
@@ -66,6 +69,7 @@ from storage.models import (
     JOB_KINDS,
     JOB_STATUSES,
     UNFINISHED_STATUSES,
+    Ban,
     Delivery,
     GuildSettings,
     Image,
@@ -75,6 +79,7 @@ from storage.models import (
     User,
     UserSettings,
 )
+from storage.moderation import ban_member, ban_reason, paused_guilds, set_paused, unban_member
 from storage.timestamps import UTCDateTime, utcnow
 from storage.transitions import TRANSITIONS, can_move
 from storage.users import get_or_create_user
@@ -89,6 +94,7 @@ __all__ = [
     "PERIODS",
     "TRANSITIONS",
     "UNFINISHED_STATUSES",
+    "Ban",
     "Base",
     "Database",
     "DatabaseNotMigrated",
@@ -110,6 +116,9 @@ __all__ = [
     "UTCDateTime",
     "User",
     "UserSettings",
+    "ban_member",
+    "ban_reason",
+    "begin_posting",
     "can_move",
     "cancel_job",
     "children_of",
@@ -135,23 +144,28 @@ __all__ = [
     "mark_cancelled",
     "mark_delivered",
     "member_history",
+    "paused_guilds",
     "pending_deliveries",
     "private_by_default",
     "queued_jobs",
     "recent_jobs",
+    "recent_runs",
     "record_delivery_failure",
     "record_progress_message",
     "record_showcase_post",
     "release_showcase_post",
     "remix_count",
     "requeue_interrupted_jobs",
+    "running_jobs",
     "search_jobs",
+    "set_paused",
     "set_private_by_default",
     "set_showcase_channel",
     "showcase_channel",
     "start_job",
     "toggle_like",
     "top_jobs",
+    "unban_member",
     "upgrade_to_head",
     "utcnow",
 ]

@@ -59,6 +59,14 @@ def record_progress_message(session: Session, *, job_id: int, message_id: int) -
     return delivery
 
 
+def begin_posting(session: Session, *, job_id: int, now: datetime) -> Delivery:
+    """An attempt to post the result starts now (recorded before it goes out; the first one counts)."""
+    delivery = _required(session, job_id)
+    if delivery.posting_since is None:
+        delivery.posting_since = now
+    return delivery
+
+
 def mark_delivered(session: Session, *, job_id: int, message_id: int) -> Delivery:
     """The result was posted as ``message_id``."""
     delivery = _required(session, job_id)
@@ -66,6 +74,7 @@ def mark_delivered(session: Session, *, job_id: int, message_id: int) -> Deliver
     delivery.result_message_id = message_id
     delivery.delivered_at = utcnow()
     delivery.next_attempt_at = None
+    delivery.posting_since = None
     return delivery
 
 

@@ -9,6 +9,7 @@ from __future__ import annotations
 import logging
 from collections.abc import Sequence
 from dataclasses import asdict, dataclass
+from datetime import datetime
 
 from sqlalchemy import func, select
 from sqlalchemy.orm import Session, joinedload, selectinload
@@ -172,18 +173,47 @@ def count_unfinished_jobs(session: Session, *, owner_id: int) -> int:
     return session.scalar(query) or 0
 
 
-def requeue_interrupted_jobs(session: Session) -> list[int]:
-    """After a crash: running jobs go back to the queue (or to cancelled, if that was asked)."""
+def requeue_interrupted_jobs(
+    session: Session, *, max_attempts: int | None = None, poison_error: str = ""
+) -> list[int]:
+    """After a crash: running jobs go back to the queue (or to cancelled, if that was asked).
+
+    A job already started ``max_attempts`` times is failed with ``poison_error`` instead: it is
+    likely what stopped the process, and running it again would stop it again.
+    """
     requeued: list[int] = []
     running = session.scalars(select(Job).where(Job.status == "running").order_by(Job.id).with_for_update())
     for job in running.all():
         if job.cancel_requested:
             move(job, "cancelled")
             log.info("job %d was being cancelled when it was interrupted; now cancelled", job.id)
+        elif max_attempts is not None and job.attempts >= max_attempts:
+            move(job, "failed")
+            job.error = poison_error
+            log.warning(
+                "job %d was interrupted %d times while it ran; failed, not retried", job.id, job.attempts
+            )
         else:
             move(job, "queued")
             requeued.append(job.id)
     return requeued
+
+
+def running_jobs(session: Session) -> list[Job]:
+    """The jobs being generated now, oldest start first."""
+    return list(session.scalars(select(Job).where(Job.status == "running").order_by(Job.started_at, Job.id)))
+
+
+def recent_runs(session: Session, *, limit: int = 50) -> list[tuple[datetime, datetime, int]]:
+    """(started, finished, image count) of the newest done jobs: how fast the GPU has been going."""
+    images = select(func.count()).where(Image.job_id == Job.id).correlate(Job).scalar_subquery()
+    query = (
+        select(Job.started_at, Job.finished_at, images)
+        .where(Job.status == "done", Job.started_at.is_not(None), Job.finished_at.is_not(None))
+        .order_by(Job.finished_at.desc())
+        .limit(limit)
+    )
+    return [(started, finished, count) for started, finished, count in session.execute(query)]
 
 
 def children_of(session: Session, *, job_id: int) -> list[Job]:

@@ -73,6 +73,8 @@ class Job(Base):
         _one_of("status", JOB_STATUSES, name="status"),
         Index(None, "status", "priority", "created_at"),
         Index(None, "guild_id", "created_at"),
+        # Ids are never reused (buttons on old messages carry them): SQLite's AUTOINCREMENT.
+        {"sqlite_autoincrement": True},
     )
 
     id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
@@ -170,6 +172,9 @@ class Delivery(Base):
     """The largest attachment Discord accepts there (the interaction's attachment_size_limit)."""
     progress_message_id: Mapped[int | None] = mapped_column(BigInteger)
     """The "queued / step n of m" message, replaced by the result."""
+    posting_since: Mapped[datetime | None] = mapped_column(UTCDateTime)
+    """When the first attempt to post the result began; ``None`` before and once delivered. While
+    set, an earlier attempt may have reached Discord: look there before posting again."""
     result_message_id: Mapped[int | None] = mapped_column(BigInteger)
     status: Mapped[str] = mapped_column(String(16), default="pending", server_default=text("'pending'"))
     attempts: Mapped[int] = mapped_column(Integer, default=0, server_default=text("0"))
@@ -214,12 +219,30 @@ class ShowcasePost(Base):
 
 
 class GuildSettings(Base):
-    """Per-guild settings: where shared jobs are showcased."""
+    """Per-guild settings: where shared jobs are showcased, and whether the guild's queue is paused."""
 
     __tablename__ = "guild_settings"
 
     guild_id: Mapped[int] = mapped_column(BigInteger, primary_key=True, autoincrement=False)
     showcase_channel_id: Mapped[int | None] = mapped_column(BigInteger)
+    paused: Mapped[bool] = mapped_column(Boolean, default=False, server_default=false())
+    """The guild's queued jobs wait (an admin paused them) until resumed."""
+
+
+class Ban(Base):
+    """A member an admin barred from asking the bot for images in one guild."""
+
+    __tablename__ = "bans"
+
+    guild_id: Mapped[int] = mapped_column(BigInteger, primary_key=True, autoincrement=False)
+    discord_id: Mapped[int] = mapped_column(BigInteger, primary_key=True, autoincrement=False)
+    reason: Mapped[str] = mapped_column(Text)
+    banned_by: Mapped[int | None] = mapped_column(BigInteger)
+    """The Discord id of the admin who banned the member."""
+    created_at: Mapped[datetime] = _created_at()
+
+    def __repr__(self) -> str:
+        return f"Ban(guild_id={self.guild_id!r}, discord_id={self.discord_id!r})"
 
 
 class UserSettings(Base):

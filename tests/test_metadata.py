@@ -2,12 +2,17 @@
 
 from __future__ import annotations
 
+import time
+from pathlib import Path
+
 import pytest
 from hypothesis import assume, given, settings
 from hypothesis import strategies as st
 
 from pipeline.domain.metadata import format_infotext, parse_infotext, strip_network_tags
+from pipeline.domain.metadata.imported import import_request
 from pipeline.domain.metadata.infotext import format_value, parse_settings_line
+from pipeline.domain.models import ModelCatalog
 from pipeline.domain.request import GenerationRequest
 from pipeline.domain.samplers import SAMPLER_NAMES
 
@@ -393,3 +398,78 @@ def test_settings_line_tolerates_garbage() -> None:
 )
 def test_strip_network_tags(text: str, cleaned: str, removed: list[str]) -> None:
     assert strip_network_tags(text) == (cleaned, removed)
+
+
+# -- hostile infotexts: notes and defaults, never a crash, always short -------------------------
+
+HUGE = "1" * 5000  # past Python's 4 300-digit limit on converting text to int
+
+
+@pytest.mark.parametrize(
+    ("pair", "field", "default"),
+    [
+        (f"Size: {HUGE}x512", "width", 512),
+        (f"Size: 512x{HUGE}", "height", 512),
+        (f"Seed: {HUGE}", "seed", None),
+        (f"Steps: {HUGE}", "steps", 20),
+        (f"CFG scale: {HUGE}", "cfg_scale", 7.0),
+        (f"Clip skip: {HUGE}", "clip_skip", 1),
+        (f"Denoising strength: 0.{HUGE}", "denoising_strength", None),
+    ],
+)
+def test_numbers_of_thousands_of_digits_keep_the_default_with_a_short_note(
+    pair: str, field: str, default: object
+) -> None:
+    parsed = parse_infotext(f"a cat\nSteps: 20, {pair}")
+    assert getattr(parsed if field == "denoising_strength" else parsed.request, field) == default
+    note = _note(parsed.unsupported, pair.split(":")[0] + ": ")
+    assert len(note) < 200 and "1" * 61 not in note
+    parsed.request.validate()
+
+
+def test_a_seed_that_reads_as_a_huge_number_is_echoed_shortly() -> None:
+    parsed = parse_infotext("a cat\nSteps: 20, Seed: " + "9" * 39)
+    assert len(_note(parsed.unsupported, "Seed: 999")) < 200
+
+
+@pytest.mark.parametrize(
+    "value",
+    ["[" * 100_000, "{" * 100_000, '{"a": ' + HUGE + "}", '"' + "\\" * 5001],
+    ids=["deep-array", "deep-object", "huge-int", "escapes"],
+)
+def test_json_values_that_json_cannot_read_are_plain_text(value: str) -> None:
+    settings = parse_settings_line(f"Steps: 20, Hashes: {value}, Seed: 3")
+    assert settings["Steps"] == "20" and settings["Seed"] == "3"
+
+
+def test_long_lists_in_notes_are_cut() -> None:
+    pairs = ", ".join(f"Extension {n}: value" for n in range(100))
+    tags = " ".join(f"<lora:{'x' * 200}{n}:1>" for n in range(50))
+    parsed = parse_infotext(f"a cat {tags}\nSteps: 20, {pairs}")
+    ignored = _note(parsed.unsupported, "ignored settings")
+    assert "Extension 5: value" in ignored and "Extension 6" not in ignored and "and 94 more" in ignored
+    removed = _note(parsed.unsupported, "removed")
+    assert "and 44 more" in removed and "x" * 61 not in removed
+    assert all(len(note) < 600 for note in parsed.unsupported)
+
+
+@pytest.mark.parametrize(
+    "text",
+    [
+        "a cat\nSteps: 1, a" + " " * 50_000 + "b",  # key reading used to backtrack over the spaces
+        "a <lora:x:1>" + " " * 50_000 + "cat\nSteps: 1",  # so did tidying a line a tag left
+    ],
+    ids=["settings-key", "network-tag"],
+)
+def test_reading_takes_linear_time(text: str) -> None:
+    started = time.perf_counter()
+    parse_infotext(text)
+    assert time.perf_counter() - started < 1.0, "quadratic reading is back"
+
+
+def test_an_unknown_model_of_300_characters_is_a_short_note(tmp_path: Path) -> None:
+    catalog = ModelCatalog(default="", models_dir=tmp_path)
+    imported = import_request("a cat\nSteps: 20, Model: " + "m" * 300, catalog=catalog)
+    assert imported.request.model is None
+    (note,) = imported.notes
+    assert "is not installed here" in note and "m" * 61 not in note and len(note) < 150

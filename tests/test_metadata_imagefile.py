@@ -9,7 +9,7 @@ import struct
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
-from PIL import ExifTags, Image
+from PIL import ExifTags, Image, PngImagePlugin
 
 from pipeline.domain.metadata import UploadTooLarge, encode_for_upload, read_parameters, write_png
 from pipeline.domain.metadata.imagefile import decode_user_comment, exif_with_user_comment, write_lossy
@@ -120,6 +120,53 @@ def test_nothing_to_read() -> None:
     _image().save(buffer, format="PNG")
     assert read_parameters(buffer.getvalue()) is None
     assert read_parameters(b"not an image at all") is None
+
+
+# -- broken files: no readable parameters, never a crash -----------------------------------------
+
+CORRUPT_EXIF = b"Exif\x00\x00XXXX not a TIFF header"  # Pillow's EXIF reader raises SyntaxError on it
+
+
+def _saved(kind: str, **extra: object) -> bytes:
+    buffer = io.BytesIO()
+    _image((8, 8)).save(buffer, format=kind, **extra)
+    return buffer.getvalue()
+
+
+@pytest.mark.parametrize("kind", ["WEBP", "PNG", "JPEG"])
+def test_corrupt_exif_means_no_parameters(kind: str) -> None:
+    assert read_parameters(_saved(kind, exif=CORRUPT_EXIF)) is None
+
+
+def test_corrupt_exif_does_not_hide_the_other_places() -> None:
+    info = PngImagePlugin.PngInfo()
+    info.add_text("parameters", LATIN)
+    assert read_parameters(_saved("PNG", exif=CORRUPT_EXIF, pnginfo=info)) == LATIN
+    assert read_parameters(_saved("JPEG", exif=CORRUPT_EXIF, comment=LATIN.encode())) == LATIN
+
+
+@pytest.mark.parametrize("kind", ["png", "webp", "jpeg"])
+def test_truncated_files_give_the_text_or_nothing(kind: str) -> None:
+    image = _image((16, 16))
+    data = write_png(image, LATIN) if kind == "png" else write_lossy(image, LATIN, kind=kind, quality=80)  # type: ignore[arg-type]
+    for length in range(0, len(data), 3):
+        assert read_parameters(data[:length]) in (None, LATIN), length
+
+
+@pytest.mark.filterwarnings("ignore:.*:UserWarning:PIL.TiffImagePlugin")
+@pytest.mark.parametrize(
+    "head",
+    [
+        b"\x89PNG\r\n\x1a\n",
+        b"RIFF\x00\x01\x00\x00WEBPVP8X",
+        b"\xff\xd8\xff\xe1\x00\x10Exif\x00\x00MM",
+        b"II*\x00",
+    ],
+)
+def test_garbage_after_a_real_header_means_no_parameters(head: bytes) -> None:
+    for seed in range(20):
+        garbage = bytes((seed * 7919 + i * 104729) % 251 for i in range(300))
+        assert read_parameters(head + garbage) is None
 
 
 @settings(max_examples=40, deadline=None)

@@ -32,6 +32,7 @@ TABLES = {
     "showcase_posts",
     "guild_settings",
     "user_settings",
+    "bans",
     "job_search",
 }
 

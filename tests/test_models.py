@@ -308,3 +308,59 @@ def test_resolve_can_be_limited_to_catalog_names(models_dir: Path, tmp_path: Pat
     for value in (str(outside), "owner/some-model"):
         with pytest.raises(ModelNotFound, match="available: gamma, alpha"):
             catalog.resolve(value, allow_paths=False)
+
+
+# -- names the system refuses as paths, and short messages ---------------------------------------
+
+
+@pytest.mark.parametrize(
+    "name",
+    [
+        "m" * 300,  # one path component past the 255-byte limit: was OSError "File name too long"
+        "m/" * 3000,  # past the whole-path limit
+        "bad\x00name",
+        "~no-such-user-of-nanke/model.safetensors",  # pathlib raises RuntimeError for it
+    ],
+    ids=["long-name", "long-path", "nul", "unknown-user"],
+)
+@pytest.mark.parametrize("allow_paths", [True, False])
+def test_names_that_cannot_be_files_are_not_found_shortly(
+    name: str, allow_paths: bool, models_dir: Path
+) -> None:
+    catalog = ModelCatalog(default="alpha", models_dir=models_dir)
+
+    with pytest.raises(ModelNotFound) as caught:
+        catalog.resolve(name, allow_paths=allow_paths)
+
+    message = str(caught.value)
+    assert "m" * 61 not in message and "m/" * 31 not in message
+    assert len(message) < 400 + len(str(models_dir))
+
+
+def test_a_default_that_cannot_be_a_file_is_not_found(tmp_path: Path) -> None:
+    catalog = ModelCatalog(default="m" * 300, models_dir=tmp_path)
+
+    assert catalog.names() == []
+    with pytest.raises(ModelNotFound, match="File name too long"):
+        catalog.resolve(None)
+
+
+def test_the_list_of_available_models_is_cut(tmp_path: Path) -> None:
+    for number in range(30):
+        _checkpoint(tmp_path / f"model-{number:02d}-{'x' * 100}.safetensors")
+    catalog = ModelCatalog(default="", models_dir=tmp_path)
+
+    with pytest.raises(ModelNotFound) as caught:
+        catalog.resolve("missing")
+
+    message = str(caught.value)
+    assert "model-05" in message and "model-06" not in message and "and 24 more" in message
+    assert len(message) < 1000
+
+
+def test_names_match_however_accents_are_encoded(tmp_path: Path) -> None:
+    _checkpoint(tmp_path / "cafe\u0301.safetensors")  # decomposed, as macOS names files
+    catalog = ModelCatalog(default="", models_dir=tmp_path)
+
+    assert catalog.resolve("CAFÉ", allow_paths=False).name == "cafe\u0301"
+    assert catalog.resolve("cafe\u0301").source == str(tmp_path / "cafe\u0301.safetensors")

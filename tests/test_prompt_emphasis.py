@@ -4,12 +4,13 @@ from __future__ import annotations
 
 import itertools
 import math
+import time
 
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from pipeline.domain.prompt.emphasis import BREAK, is_break, parse_emphasis
+from pipeline.domain.prompt.emphasis import BREAK, WEIGHT_RANGE, is_break, parse_emphasis
 
 Runs = list[tuple[str, float]]
 
@@ -117,3 +118,67 @@ def test_never_crashes_and_keeps_the_text(text: str) -> None:
     # Without brackets, escapes or BREAK the text comes back whole at weight 1.
     if not any(mark in text for mark in "()[]\\") and "BREAK" not in text and text:
         assert runs == [(text, 1.0)]
+
+
+# -- weights stay in WEIGHT_RANGE ---------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("text", "expected"),
+    [
+        ("(x:" + "9" * 40 + ")", [("x", 10.0)]),  # finite in float64, infinite in float32
+        ("(" * 900 + "x", [("x", 10.0)]),  # 1.1 ** 900 is about 1.8e37
+        ("(x:50)", [("x", 10.0)]),
+        ("(x:-50)", [("x", -10.0)]),
+        ("((x:20):0.1)", [("x", 2.0)]),  # the product is bounded, not each factor
+        ("(x:3) (y:-2) (z:9.5)", [("x", 3.0), (" ", 1.0), ("y", -2.0), (" ", 1.0), ("z", 9.5)]),
+        ("(" * 8000 + "(x:0) y", [("x", 0.0), (" y", 10.0)]),  # 1.1 ** 8000 overflows, times 0
+    ],
+)
+def test_weights_are_kept_in_range(text: str, expected: Runs) -> None:
+    assert WEIGHT_RANGE == (-10.0, 10.0)
+    assert_runs(parse_emphasis(text), expected)
+
+
+def test_deep_square_brackets_stay_finite_and_positive() -> None:
+    ((text, weight),) = parse_emphasis("[" * 900 + "x")
+    assert text == "x" and 0.0 <= weight < 1e-30
+
+
+def test_break_made_of_two_merged_runs_is_text() -> None:
+    runs = parse_emphasis("(BRE:-1)(AK:-1)")
+    assert runs == [("BREAK", -1.0)]
+    assert not is_break(runs[0])
+
+
+# -- time linear in the length of the text ------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    "text",
+    [
+        "(a" * 20_000,  # unclosed brackets, each around all the text after it
+        "[a" * 20_000,
+        "(" * 20_000 + "x",
+        "(a)" * 20_000,  # 20 000 runs that merge into one
+        " " * 50_000 + "x",  # whitespace beside a possible BREAK
+        ":" + " " * 50_000,
+        "a BREAK " * 10_000,
+        "(a:1.1" * 20_000,
+    ],
+    ids=[
+        "unclosed-round",
+        "unclosed-square",
+        "nested",
+        "merging",
+        "spaces",
+        "colon-spaces",
+        "breaks",
+        "weights",
+    ],
+)
+def test_parsing_takes_linear_time(text: str) -> None:
+    started = time.perf_counter()
+    runs = parse_emphasis(text)
+    assert time.perf_counter() - started < 1.0, "quadratic parsing is back"  # linear: ~0.05 s
+    assert all(math.isfinite(weight) for _, weight in runs)

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from dataclasses import replace
+
 import pytest
 
 from pipeline.domain.prompt.flags import KNOWN_FLAGS, ParsedPrompt, parse_prompt, size_for_aspect
@@ -224,3 +226,116 @@ def test_format_prompt_round_trips_through_parse_prompt() -> None:
     assert format_prompt(request) == text
     assert parse_prompt(format_prompt(request)).request.validate() == replace(request, seed=None)
     assert "--seed 9" in format_prompt(request, seed=True)
+
+
+# -- hostile values: a clear, short refusal naming the flag, never a crash ----------------------
+
+
+HUGE = "1" * 5000  # past Python's 4 300-digit limit on converting text to int
+
+
+@pytest.mark.parametrize(
+    ("text", "flag"),
+    [
+        ("x --ar 1:1" + "0" * 400, "--ar"),  # was an OverflowError dividing the terms
+        ("x --ar 1:" + "9" * 38, "--ar"),  # short enough to read: simply too tall
+        (f"x --seed {HUGE}", "--seed"),
+        (f"x --size {HUGE}x512", "--size"),
+        (f"x --size 512x{HUGE}", "--size"),
+        (f"x --steps {HUGE}", "--steps"),
+        (f"x --cfg {HUGE}", "--cfg"),
+        (f"x --cfg 1.{HUGE}", "--cfg"),
+        (f"x --n {HUGE}", "--n"),
+        (f"x --clip-skip {HUGE}", "--clip-skip"),
+        (f"x --ar {HUGE}:1", "--ar"),
+    ],
+)
+def test_numbers_of_thousands_of_digits_are_refused_shortly(text: str, flag: str) -> None:
+    caught = error(text)
+    assert caught.field == flag
+    message = str(caught)
+    assert message.startswith(f"{flag}: ")
+    assert len(message) < 300
+    assert "1" * 61 not in message and "0" * 61 not in message
+
+
+def test_number_length_limit_is_what_the_message_says() -> None:
+    assert "is too long (5,000 characters, at most 40)" in str(error(f"x --seed {HUGE}"))
+    assert request("x --seed " + "0" * 39 + "7").seed == 7  # 40 characters are still read
+
+
+# -- text fields: refused characters, line breaks and NFC (GenerationRequest.validate) ----------
+
+
+def invalid(text: str, **fields: object) -> InvalidRequest:
+    with pytest.raises(InvalidRequest) as caught:
+        replace(parse_prompt(text).request, **fields).validate()
+    return caught.value
+
+
+@pytest.mark.parametrize(
+    ("text", "fields", "field", "words"),
+    [
+        ("a\ud800fox", {}, "prompt", "lone surrogate (U+D800) at character 2"),
+        ("a fox \udcff", {}, "prompt", "lone surrogate (U+DCFF) at character 7"),  # argv's invalid UTF-8
+        ("a\x00fox", {}, "prompt", "control character U+0000 at character 2"),
+        ("a fox\x1b[31m", {}, "prompt", "control character U+001B"),
+        ("a fox\x7f", {}, "prompt", "control character U+007F"),
+        ("a", {"prompt": "a fox\x85"}, "prompt", "control character U+0085"),  # C1 (split() drops it)
+        ("a fox --no trees\x00", {}, "negative_prompt", "control character U+0000"),
+        ("a fox --no \ud83d", {}, "negative_prompt", "lone surrogate (U+D83D)"),
+        ("a fox --model my\x00model", {}, "model", "control character U+0000"),
+        ("a fox --model \udcc3\udca9", {}, "model", "lone surrogate (U+DCC3)"),
+        ("a fox", {"sampler": "Euler\x00a"}, "sampler", "control character U+0000"),
+        ("a fox", {"negative_prompt": "x\x0cy"}, "negative_prompt", "control character U+000C"),
+    ],
+)
+def test_surrogates_and_control_characters_are_refused(
+    text: str, fields: dict[str, object], field: str, words: str
+) -> None:
+    caught = invalid(text, **fields)
+    assert caught.field == field
+    message = str(caught)
+    assert message.startswith(f"{field}: ") and words in message
+    assert len(message) < 300
+    message.encode("utf-8")  # the value is echoed escaped, so the message itself can be sent
+
+
+def test_a_refused_character_far_into_a_long_prompt_is_located_and_the_echo_short() -> None:
+    caught = invalid("a " * 900 + "\x00")
+    assert "at character 1,801" in str(caught)
+    assert len(str(caught)) < 300
+
+
+def test_tabs_and_line_breaks_are_text_and_crlf_becomes_lf() -> None:
+    validated = GenerationRequest(
+        prompt="a fox\r\non a hill\rat dusk\tnow", negative_prompt="x\r\n"
+    ).validate()
+    assert validated.prompt == "a fox\non a hill\nat dusk\tnow"
+    assert validated.negative_prompt == "x\n"
+
+
+def test_text_is_normalised_to_nfc_idempotently() -> None:
+    decomposed = GenerationRequest(prompt="cafe\u0301", negative_prompt="A\u030a", model="ne\u0301e")
+    validated = decomposed.validate()
+    assert (validated.prompt, validated.negative_prompt, validated.model) == ("café", "Å", "née")
+    assert validated.validate() == validated
+    assert GenerationRequest.from_json(validated.to_json()) == validated
+    composed = GenerationRequest(prompt="café", negative_prompt="Å", model="née")
+    assert composed.validate().to_json() == validated.to_json()
+
+
+def test_length_limit_applies_to_the_normalised_text() -> None:
+    # NFC composes "e" + U+0301 into one character: 2 000 characters once normalised.
+    assert len(GenerationRequest(prompt="e\u0301" * 1000).validate().prompt) == 1000
+    with pytest.raises(InvalidRequest, match="prompt: '2001 characters' is too long"):
+        GenerationRequest(prompt="x" * 2001).validate()
+
+
+@pytest.mark.parametrize("sha", ["\ud800" * 64, "AB" * 32, "g" * 64, "ab" * 31])
+def test_init_image_must_be_a_lowercase_sha256(sha: str) -> None:
+    source = GenerationRequest(prompt="x", mode="img2img", init_image=sha, strength=0.5)
+    with pytest.raises(InvalidRequest) as caught:
+        source.validate()
+    assert caught.value.field == "init_image"
+    assert GenerationRequest(prompt="x", mode="img2img", init_image="ab" * 32, strength=0.5).validate()

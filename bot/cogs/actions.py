@@ -14,11 +14,11 @@ from typing import TYPE_CHECKING, Any
 import discord
 
 from bot.async_jobs import AsyncJobs
-from bot.buttons import JOB_ID, CustomId, Feature, JobButton, owner_of
+from bot.buttons import JOB_ID, CustomId, Feature, JobButton, visible_job
 from bot.cogs.community import LikeButton, ShareButton, UseButton
-from bot.errors import JobGone, NotAllowed, retract
-from bot.interactions import destination_of, requester_of
-from pipeline.errors import JobNotFound
+from bot.errors import NETWORK_ERRORS, JobGone, report_error
+from bot.interactions import destination_of, requester_of, viewer_of
+from pipeline.errors import JobNotFound, NotPermitted
 from pipeline.queue.jobs import JobSnapshot
 
 if TYPE_CHECKING:
@@ -51,8 +51,10 @@ class JobActions(Feature):
         index: int = 0,
         strength: str = "strong",
     ) -> JobSnapshot | None:
-        """Queue the reroll/upscale/variation of ``parent_id`` for the person who clicked."""
-        await interaction.response.defer(thinking=True)
+        """Queue the reroll/upscale/variation of ``parent_id`` for the person who clicked.
+
+        The job is written before the click is acknowledged: a crash in between loses nothing.
+        """
         try:
             job = await self.jobs.submit_child(
                 parent_id,
@@ -61,19 +63,20 @@ class JobActions(Feature):
                 strength=strength,
                 requester=requester_of(interaction),
                 destination=destination_of(interaction),
+                viewer=viewer_of(interaction),
             )
         except JobNotFound:
-            await retract(interaction, JobGone(f"Job {parent_id} no longer exists."))
+            await report_error(interaction, JobGone(f"Job #{parent_id} was not found."))
             return None
         except Exception as error:
-            await retract(interaction, error, job_id=parent_id)
+            await report_error(interaction, error, job_id=parent_id)
             return None
-        await self.deliverer.announce_queued(interaction, job)
+        await self.deliverer.acknowledge(interaction, job)
         return job
 
     async def cancel(self, interaction: discord.Interaction, *, job_id: int) -> None:
         await interaction.response.defer(ephemeral=True, thinking=True)
-        job = await self.jobs.cancel(job_id)
+        job = await self.jobs.cancel(job_id, viewer=viewer_of(interaction))
         if job.status == "cancelled":
             await self.deliverer.deliver(job_id)
             text = f"Job #{job_id} is cancelled."
@@ -85,7 +88,7 @@ class JobActions(Feature):
         """Delete the job, its images, the message clicked and its showcase post."""
         await interaction.response.defer(ephemeral=True, thinking=True)
         showcased = await self.jobs.community.showcase_message(job_id)
-        await self.jobs.delete(job_id)
+        await self.jobs.delete(job_id, viewer=viewer_of(interaction))
         messages = [interaction.message] if interaction.message is not None else []
         if showcased is not None:
             channel_id, message_id = showcased
@@ -93,7 +96,7 @@ class JobActions(Feature):
         for message in messages:
             try:
                 await message.delete()
-            except discord.HTTPException as error:
+            except NETWORK_ERRORS as error:
                 log.info("could not delete message %d of job %d: %s", message.id, job_id, error)
         await interaction.followup.send(f"Job #{job_id} and its images are deleted.", ephemeral=True)
 
@@ -101,7 +104,7 @@ class JobActions(Feature):
 # -- the buttons ----------------------------------------------------------------------------------
 
 
-class UpscaleButton(JobButton, template=UPSCALE.template):
+class UpscaleButton(JobButton, custom_ids=UPSCALE):
     """U1…U4: a 2x upscale of image ``index``."""
 
     def __init__(self, job_id: int, index: int, *, label: str | None = None) -> None:
@@ -125,7 +128,7 @@ class UpscaleButton(JobButton, template=UPSCALE.template):
         )
 
 
-class VariationButton(JobButton, template=VARIATION.template):
+class VariationButton(JobButton, custom_ids=VARIATION):
     """V1…V4 (strong variation of image ``index``), and Vary (Strong) / Vary (Subtle) on singles."""
 
     def __init__(
@@ -152,7 +155,7 @@ class VariationButton(JobButton, template=VARIATION.template):
         )
 
 
-class RerollButton(JobButton, template=REROLL.template):
+class RerollButton(JobButton, custom_ids=REROLL):
     """🔄: the same request again with new seeds."""
 
     def __init__(self, job_id: int) -> None:
@@ -167,16 +170,16 @@ class RerollButton(JobButton, template=REROLL.template):
         await JobActions.of(interaction).start_child(interaction, parent_id=self.job_id, action="reroll")
 
 
-class OwnerOnlyButton(JobButton, template=r"nk:owner:(?P<job>[0-9]+)"):
+class OwnerOnlyButton(JobButton):
     """A button only the job's owner or a member with Manage Messages may press."""
 
     async def check(self, interaction: discord.Interaction) -> None:
-        owner = await owner_of(JobActions.of(interaction).jobs, self.job_id)
-        if interaction.user.id != owner and not interaction.permissions.manage_messages:
-            raise NotAllowed("Only the person who asked for this job (or a moderator) can do that.")
+        job = await visible_job(JobActions.of(interaction).jobs, interaction, self.job_id)
+        if not job.manageable_by(viewer_of(interaction)):
+            raise NotPermitted(NotPermitted.MANAGE)
 
 
-class CancelButton(OwnerOnlyButton, template=CANCEL.template):
+class CancelButton(OwnerOnlyButton, custom_ids=CANCEL):
     """❌: cancel a queued or running job."""
 
     def __init__(self, job_id: int) -> None:
@@ -191,7 +194,7 @@ class CancelButton(OwnerOnlyButton, template=CANCEL.template):
         await JobActions.of(interaction).cancel(interaction, job_id=self.job_id)
 
 
-class DeleteButton(OwnerOnlyButton, template=DELETE.template):
+class DeleteButton(OwnerOnlyButton, custom_ids=DELETE):
     """🗑: delete a finished job's message and its images."""
 
     def __init__(self, job_id: int) -> None:

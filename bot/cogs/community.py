@@ -14,10 +14,10 @@ import discord
 
 from bot import render
 from bot.async_jobs import AsyncJobs
-from bot.buttons import JOB_ID, CustomId, Feature, JobButton, owner_of
-from bot.errors import BotError, JobGone, NotAllowed, report_error
+from bot.buttons import JOB_ID, CustomId, Feature, JobButton, visible_job
+from bot.errors import BotError, NotAllowed, report_error
 from pipeline.domain.prompt.flags import format_prompt
-from pipeline.errors import JobNotFound, PipelineError
+from pipeline.errors import PipelineError
 from pipeline.queue.jobs import JobSnapshot
 
 if TYPE_CHECKING:
@@ -32,16 +32,6 @@ SHARE = CustomId("nk:share:{job}", job=JOB_ID)
 USE = CustomId("nk:use:{job}", job=JOB_ID)
 REMIX = CustomId("nk:remix:{job}", job=JOB_ID)
 PROMPT_INPUT_MAX = 2000
-
-
-async def visible_job(jobs: AsyncJobs, interaction: discord.Interaction, job_id: int) -> JobSnapshot:
-    """The job, if the member may see it here; else :class:`~bot.errors.JobGone` ("not found")."""
-    try:
-        return await jobs.community.visible_job(
-            job_id, guild_id=interaction.guild_id, viewer_id=interaction.user.id
-        )
-    except JobNotFound:
-        raise JobGone(f"Job #{job_id} was not found.") from None
 
 
 class Community(Feature):
@@ -108,7 +98,7 @@ class Community(Feature):
         return await channel.send(  # type: ignore[union-attr]
             content=f"📌 {render.headline(job)}\nShared by {job.owner_name} · job #{job.id}",
             embed=render.result_embed(job),
-            view=showcase_view(job.id),
+            view=showcase_view(job.id, await self.jobs.community.like_count(job.id)),
             allowed_mentions=discord.AllowedMentions.none(),
             **kwargs,  # type: ignore[arg-type]
         )
@@ -153,7 +143,7 @@ class RemixModal(discord.ui.Modal):
 # -- the buttons ----------------------------------------------------------------------------------
 
 
-class LikeButton(JobButton, template=LIKE.template):
+class LikeButton(JobButton, custom_ids=LIKE):
     """❤: like the job, or take the like back; the label shows the count."""
 
     def __init__(self, job_id: int, likes: int = 0) -> None:
@@ -171,7 +161,7 @@ class LikeButton(JobButton, template=LIKE.template):
         await Community.of(interaction).like(interaction, job_id=self.job_id)
 
 
-class UseButton(JobButton, template=USE.template):
+class UseButton(JobButton, custom_ids=USE):
     """ "Use this prompt": a modal pre-filled with the job's prompt and flags queues a remix."""
 
     def __init__(self, job_id: int, *, label: str = "Use this prompt") -> None:
@@ -186,7 +176,7 @@ class UseButton(JobButton, template=USE.template):
         await Community.of(interaction).open_remix(interaction, job_id=self.job_id)
 
 
-class ShareButton(JobButton, template=SHARE.template):
+class ShareButton(JobButton, custom_ids=SHARE):
     """📌: post the job to the guild's showcase channel (once; its owner only, not moderators)."""
 
     def __init__(self, job_id: int) -> None:
@@ -201,7 +191,8 @@ class ShareButton(JobButton, template=SHARE.template):
         )
 
     async def check(self, interaction: discord.Interaction) -> None:
-        if interaction.user.id != await owner_of(Community.of(interaction).jobs, self.job_id):
+        job = await visible_job(Community.of(interaction).jobs, interaction, self.job_id)
+        if interaction.user.id != job.owner_discord_id:
             raise NotAllowed("Only the person who made this image can share it.")
 
     async def run(self, interaction: discord.Interaction) -> None:

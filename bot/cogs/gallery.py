@@ -10,9 +10,8 @@ from discord import app_commands
 
 from bot import render
 from bot.async_jobs import AsyncJobs
-from bot.buttons import Feature
+from bot.buttons import Feature, visible_job
 from bot.cogs.actions import result_view
-from bot.cogs.community import visible_job
 from bot.errors import BotError
 
 if TYPE_CHECKING:

@@ -61,14 +61,14 @@ class Imagine(Feature):
         self,
         interaction: discord.Interaction,
         prompt: app_commands.Range[str, 1, 1500],
-        negative: str | None = None,
+        negative: app_commands.Range[str, 0, 1500] | None = None,
         aspect: str | None = None,
         seed: app_commands.Range[int, 0, MAX_SEED] | None = None,
         steps: app_commands.Range[int, MIN_STEPS, MAX_STEPS] | None = None,
         cfg: app_commands.Range[float, MIN_CFG, MAX_CFG] | None = None,
         sampler: str | None = None,
         count: app_commands.Range[int, MIN_COUNT, MAX_COUNT] | None = None,
-        model: str | None = None,
+        model: app_commands.Range[str, 1, 100] | None = None,
         private: bool | None = None,
     ) -> None:
         # 1. Parse and validate (no I/O): bad input gets an ephemeral reply and queues nothing.

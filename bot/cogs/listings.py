@@ -21,7 +21,7 @@ from discord import app_commands
 
 from bot import render
 from bot.async_jobs import AsyncJobs
-from bot.buttons import CustomId, Feature
+from bot.buttons import CustomId, Feature, RefusedButton
 from bot.cogs.community import LikeButton, UseButton
 from bot.errors import report_error
 from pipeline.queue.jobs import ListedJob
@@ -31,7 +31,7 @@ if TYPE_CHECKING:
 
 log = logging.getLogger(__name__)
 
-PAGE = CustomId("nk:page:{listing}:{page}:{key}", listing=r"[a-z]+", page=r"[0-9]+", key=r".*")
+PAGE = CustomId("nk:page:{listing}:{page}:{key}", listing=r"[a-z]+", page=r"[0-9]{1,4}", key=r".*")
 PAGE_SIZE = 4
 THUMBNAIL_SIDE = 160
 """Four entries (a row of buttons each) and the page row: Discord's five rows."""
@@ -162,8 +162,11 @@ class PageButton(discord.ui.DynamicItem[discord.ui.Button], template=PAGE.templa
     @classmethod
     async def from_custom_id(
         cls, interaction: discord.Interaction, item: discord.ui.Button, match: re.Match[str], /
-    ) -> PageButton:
-        return cls(match["listing"], int(match["page"]), match["key"], emoji=str(item.emoji or "▶"))
+    ) -> discord.ui.DynamicItem[discord.ui.Button]:
+        fields = PAGE.parse(item.custom_id or "")
+        if fields is None or not _valid_key(fields["listing"], fields["key"]):
+            return RefusedButton(item)
+        return cls(fields["listing"], int(fields["page"]), fields["key"], emoji=str(item.emoji or "▶"))
 
     async def callback(self, interaction: discord.Interaction) -> None:  # type: ignore[override]
         try:
@@ -174,6 +177,15 @@ class PageButton(discord.ui.DynamicItem[discord.ui.Button], template=PAGE.templa
 
 BUTTONS = (PageButton,)
 """Registered in ``setup_hook`` (by :func:`setup`)."""
+
+
+def _valid_key(listing: str, key: str) -> bool:
+    """Whether a page button's listing and key are ones nanke makes (a forged one is refused)."""
+    if listing == "by":
+        return key.isdigit() and len(key) <= 20
+    if listing == "top":
+        return key in ("day", "week", "month", "all")
+    return listing in TITLES and len(key) <= MAX_KEY
 
 
 def _options(interaction: discord.Interaction, listing: str, key: str) -> dict[str, Any]:

@@ -9,6 +9,7 @@ from typing import TYPE_CHECKING
 import discord
 from discord import app_commands
 
+from bot import render
 from bot.buttons import Feature
 from bot.errors import BotError, retract
 from pipeline.domain.metadata import read_parameters
@@ -22,6 +23,8 @@ if TYPE_CHECKING:
 log = logging.getLogger(__name__)
 
 MAX_ATTACHMENT = 50 * 1024 * 1024
+DOWNLOAD_BEFORE_ANSWER_S = 2.0
+"""How long the download may take before the interaction is deferred (Discord waits 3 s)."""
 IMAGE_TYPES = ("image/png", "image/jpeg", "image/webp")
 
 
@@ -42,33 +45,44 @@ class Reproduce(Feature):
     )
     @app_commands.describe(image="A PNG, JPEG or WebP with AUTOMATIC1111 'parameters' (PNG Info)")
     async def reproduce(self, interaction: discord.Interaction, image: discord.Attachment) -> None:
-        # 1. Acknowledge at once: the download is slow work.
-        await interaction.response.defer(thinking=True)
-        # 2. Read the parameters and turn them into a request.
+        # 1. Check the attachment and read its parameters; the job is stored before Discord is
+        #    answered, unless the download takes too long for Discord's 3 seconds
+        name = render.shorten(image.filename, 80)
         try:
             if image.content_type not in IMAGE_TYPES or image.size > MAX_ATTACHMENT:
-                raise NoParameters(f"{image.filename} is not a PNG, JPEG or WebP image nanke can read.")
-            text = await asyncio.to_thread(read_parameters, await image.read())
+                raise NoParameters(f"{name} is not a PNG, JPEG or WebP image nanke can read.")
+            data = await self._download(interaction, image)
+            text = await asyncio.to_thread(read_parameters, data)
             if text is None:
                 raise NoParameters(
-                    f"{image.filename} has no generation parameters (no A1111 PNG Info). Images re-saved by "
+                    f"{name} has no generation parameters (no A1111 PNG Info). Images re-saved by "
                     "Discord, screenshots and most social sites lose them: use the original file."
                 )
             imported = import_request(text, catalog=self.catalog)
-            notes = imported.notes
             request = self.submitter.validate(imported.request)
         except Exception as error:
+            if not interaction.response.is_done():
+                await interaction.response.defer(thinking=True)
             await retract(interaction, error)
             return
-        # 3. Queue it like any /imagine, then say what could not be honoured.
+        # 2. Queue it like any /imagine, then say what could not be honoured.
         job = await self.submitter.start(interaction, request)
-        if job is not None and notes:
-            listed = "\n".join(f"• {note}" for note in notes[:10])
+        if job is not None and imported.notes:
+            listed = "\n".join(f"• {render.shorten(note, 150)}" for note in imported.notes[:10])
             await interaction.followup.send(
                 f"Job #{job.id} differs from the original:\n{listed}",
                 ephemeral=True,
                 allowed_mentions=discord.AllowedMentions.none(),
             )
+
+    async def _download(self, interaction: discord.Interaction, image: discord.Attachment) -> bytes:
+        """The attachment's bytes; when they take longer than Discord waits, defer first."""
+        download = asyncio.ensure_future(image.read())
+        try:
+            return await asyncio.wait_for(asyncio.shield(download), DOWNLOAD_BEFORE_ANSWER_S)
+        except asyncio.TimeoutError:
+            await interaction.response.defer(thinking=True)
+            return await download
 
 
 async def setup(bot: NankeBot) -> None:

@@ -3,12 +3,14 @@
 from __future__ import annotations
 
 import json
+import re
 import secrets
 from collections.abc import Hashable
 from dataclasses import asdict, dataclass, fields, replace
 from typing import Any, Literal
 
 from pipeline.domain.samplers import DEFAULT_SAMPLER, SAMPLER_NAMES, canonical_sampler
+from pipeline.domain.text import clean_text
 from pipeline.errors import InvalidRequest
 
 Mode = Literal["txt2img", "img2img", "upscale"]
@@ -25,6 +27,7 @@ MIN_CFG, MAX_CFG = 1.0, 30.0
 MIN_COUNT, MAX_COUNT = 1, 4
 MAX_CLIP_SKIP = 12
 CANONICAL_VERSION = 1
+_SHA256 = re.compile(r"[0-9a-f]{64}")
 BATCH_FIELDS: tuple[str, ...] = (
     "model",
     "mode",
@@ -71,14 +74,17 @@ class GenerationRequest:
     # -- validation ---------------------------------------------------------------------------
 
     def validate(self, *, max_pixels: int = MAX_PIXELS) -> GenerationRequest:
-        """Check every field and return the request with its sampler name made canonical.
+        """Check every field and return the request with its text and sampler name made canonical.
 
+        Text fields get Unix line breaks and Unicode NFC, and may not hold control characters
+        (but tab and line feed) or lone surrogates (see :mod:`pipeline.domain.text`); the sampler
+        gets its canonical name. Validating a validated request gives it back unchanged.
         Raises :class:`InvalidRequest` naming the first bad field, its value and what is allowed.
         """
-        if not isinstance(self.prompt, str) or not self.prompt.strip():
-            raise InvalidRequest("prompt", self.prompt, "some text describing the image", reason="is empty")
-        _check_length("prompt", self.prompt)
-        _check_length("negative_prompt", self.negative_prompt)
+        prompt = _text("prompt", self.prompt)
+        if not prompt.strip():
+            raise InvalidRequest("prompt", prompt, "some text describing the image", reason="is empty")
+        negative_prompt = _text("negative_prompt", self.negative_prompt)
         for name, value in (("width", self.width), ("height", self.height)):
             _check_int(name, value, MIN_SIDE, MAX_SIDE)
             if value % SIZE_MULTIPLE:
@@ -97,15 +103,18 @@ class GenerationRequest:
             )
         _check_int("steps", self.steps, MIN_STEPS, MAX_STEPS)
         _check_float("cfg_scale", self.cfg_scale, MIN_CFG, MAX_CFG)
-        sampler = canonical_sampler(self.sampler) if isinstance(self.sampler, str) else None
-        if sampler is None:
+        if not isinstance(self.sampler, str):
             raise InvalidRequest("sampler", self.sampler, ", ".join(SAMPLER_NAMES))
+        sampler = canonical_sampler(clean_text("sampler", self.sampler))
         if self.seed is not None:
             _check_int("seed", self.seed, 0, MAX_SEED)
         _check_int("count", self.count, MIN_COUNT, MAX_COUNT)
         _check_int("clip_skip", self.clip_skip, 1, MAX_CLIP_SKIP)
-        if self.model is not None and (not isinstance(self.model, str) or not self.model.strip()):
-            raise InvalidRequest("model", self.model, "a configured model name, or nothing for the default")
+        model = self.model
+        if model is not None:
+            if not isinstance(model, str) or not model.strip():
+                raise InvalidRequest("model", model, "a configured model name, or nothing for the default")
+            model = clean_text("model", model)
         if self.mode not in MODES:
             raise InvalidRequest("mode", self.mode, ", ".join(MODES))
         if self.mode == "txt2img":
@@ -117,7 +126,7 @@ class GenerationRequest:
                     reason="is only used by img2img/upscale",
                 )
         else:
-            if not isinstance(self.init_image, str) or len(self.init_image) != 64:
+            if not isinstance(self.init_image, str) or not _SHA256.fullmatch(self.init_image):
                 raise InvalidRequest("init_image", self.init_image, "the sha256 of a stored image")
             if self.strength is None:
                 raise InvalidRequest("strength", None, "a number above 0 and at most 1", reason="is missing")
@@ -126,6 +135,9 @@ class GenerationRequest:
                 raise InvalidRequest("strength", self.strength, "a number above 0 and at most 1")
         return replace(
             self,
+            prompt=prompt,
+            negative_prompt=negative_prompt,
+            model=model,
             sampler=sampler,
             cfg_scale=float(self.cfg_scale),
             strength=None if self.strength is None else float(self.strength),
@@ -176,13 +188,16 @@ class GenerationRequest:
         return cls(**data)
 
 
-def _check_length(name: str, value: object) -> None:
+def _text(name: str, value: object) -> str:
+    """A prompt field, cleaned (:func:`~pipeline.domain.text.clean_text`) and of an allowed length."""
     if not isinstance(value, str):
         raise InvalidRequest(name, value, "text")
-    if len(value) > MAX_PROMPT_CHARS:
+    text = clean_text(name, value)
+    if len(text) > MAX_PROMPT_CHARS:
         raise InvalidRequest(
-            name, f"{len(value)} characters", f"at most {MAX_PROMPT_CHARS} characters", reason="is too long"
+            name, f"{len(text)} characters", f"at most {MAX_PROMPT_CHARS} characters", reason="is too long"
         )
+    return text
 
 
 def _check_int(name: str, value: object, low: int, high: int) -> None:

@@ -31,6 +31,7 @@ class QueuedJob:
     request: GenerationRequest
     created_at: datetime
     priority: int = 0
+    guild_id: int | None = None
 
 
 class FairScheduler:

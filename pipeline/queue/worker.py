@@ -52,11 +52,16 @@ Finished = tuple[int, GenerationResult]
 
 
 class JobRunner:
-    """Runs one batch of stored jobs through an executor and records the results."""
+    """Runs one batch of stored jobs through an executor and records the results.
 
-    def __init__(self, *, jobs: JobService, executor: Executor) -> None:
+    A group of jobs still generating after ``time_limit_s`` seconds is stopped and failed (``None``:
+    no limit).
+    """
+
+    def __init__(self, *, jobs: JobService, executor: Executor, time_limit_s: float | None = None) -> None:
         self.jobs = jobs
         self.executor = executor
+        self.time_limit_s = time_limit_s
 
     def run(self, job_ids: Sequence[int], *, events: WorkerEvents | None = None) -> list[Finished]:
         """Generate ``job_ids`` (compatible, queued jobs); return each started job's result, unsaved.
@@ -78,12 +83,13 @@ class JobRunner:
                     events.progress(job_id, progress.step, progress.total_steps, progress.elapsed_s)
 
             # 3. Generate, recording each failure or cancellation as it comes
-            outcomes = self.executor.run(
-                tasks, sources=sources, on_step=on_step, should_cancel=_CancelPoll(self.jobs)
-            )
+            poll = _CancelPoll(self.jobs, time_limit_s=self.time_limit_s)
+            outcomes = self.executor.run(tasks, sources=sources, on_step=on_step, should_cancel=poll)
             for outcome in outcomes:
                 if isinstance(outcome, Generated):
                     finished.append((outcome.job_id, outcome.result))
+                elif isinstance(outcome, Stopped) and poll.timed_out(outcome.job_ids):
+                    self._record_each(outcome.job_ids, error=_too_long(self.time_limit_s), events=events)
                 elif isinstance(outcome, Stopped):
                     self._record_each(outcome.job_ids, cancelled=True, events=events)
                 elif isinstance(outcome, Failed):
@@ -196,24 +202,43 @@ def _announce(events: WorkerEvents, job_id: int) -> None:
 
 
 class _CancelPoll:
-    """``should_cancel`` for a batch: true for a group once every job in it asked to be cancelled.
+    """``should_cancel`` for a batch: true for a group once every job in it asked to be cancelled,
+    or once it has run longer than ``time_limit_s``.
 
     A group shared with other people's jobs keeps running when only some are cancelled; those
     are recorded as cancelled when the batch ends. The database is read at most every 0.5 s per group.
     """
 
-    def __init__(self, jobs: JobService) -> None:
+    def __init__(self, jobs: JobService, *, time_limit_s: float | None = None) -> None:
         self.jobs = jobs
+        self.time_limit_s = time_limit_s
         self._answers: dict[tuple[int, ...], tuple[float, bool]] = {}
+        self._started: dict[tuple[int, ...], float] = {}
+        self._timed_out: set[tuple[int, ...]] = set()
 
     def __call__(self, job_ids: Sequence[int]) -> bool:
         key = tuple(job_ids)
         now = time.monotonic()
+        started = self._started.setdefault(key, now)
+        if self.time_limit_s is not None and now - started > self.time_limit_s:
+            self._timed_out.add(key)
+            return True
         checked, answer = self._answers.get(key, (float("-inf"), False))
         if now - checked >= CANCEL_POLL_S:
             answer = all(self.jobs.runs.cancel_requested(job_id) for job_id in key)
             self._answers[key] = (now, answer)
         return answer
+
+    def timed_out(self, job_ids: Sequence[int]) -> bool:
+        """Whether the group ``job_ids`` was stopped for running too long (not cancelled)."""
+        return tuple(job_ids) in self._timed_out
+
+
+def _too_long(limit_s: float | None) -> str:
+    return (
+        f"This job ran longer than this server's limit of {limit_s:g} s and was stopped; "
+        "try fewer images, fewer steps or a smaller size."
+    )
 
 
 class Worker:
@@ -279,8 +304,7 @@ class Worker:
 
     def run_once(self) -> bool:
         """Run the next batch if there is one; ``True`` when something ran."""
-        queued = self.runner.jobs.queued()
-        batch = self.scheduler.next_batch(queued)
+        batch = self.scheduler.next_batch(self.runner.jobs.runnable())
         if not batch:
             return False
         self.scheduler.served(batch)

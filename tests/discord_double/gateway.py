@@ -14,6 +14,7 @@ from typing import TYPE_CHECKING, Any
 
 from aiohttp import WSMsgType, web
 
+from .faults import drop_connection
 from .messages import StoredMessage
 from .payloads import client_user_payload, gateway_guild_payload, member_payload
 
@@ -30,6 +31,7 @@ GUILD_MEMBERS = 1 << 1
 GUILD_MESSAGES = 1 << 9
 
 AUTHENTICATION_FAILED = 4004
+ABNORMAL_CLOSURE = 1006  # what a connection cut without a close frame counts as
 # Close codes after which Discord forgets the session. discord.py's Client.close() asks for
 # 1000, but with aiohttp 3.14 its reader task closes first with 4000, so the session stays
 # resumable, as it would on Discord.
@@ -39,10 +41,19 @@ SESSION_ENDING_CLOSE_CODES = (1000, 1001)
 class GatewayConnection:
     """One websocket. Sends are serialised so the zlib stream stays in frame order."""
 
-    def __init__(self, ws: web.WebSocketResponse, *, compress: str | None, opened_at: float) -> None:
+    def __init__(
+        self,
+        ws: web.WebSocketResponse,
+        *,
+        compress: str | None,
+        opened_at: float,
+        transport: asyncio.BaseTransport | None = None,
+    ) -> None:
         self.ws = ws
         self.compress = compress
         self.opened_at = opened_at
+        self.transport = transport
+        self.dropped = False  # cut by ``Gateway.drop``, not closed
         self.received: list[dict[str, Any]] = []
         self.heartbeats: list[float] = []
         self.session: GatewaySession | None = None
@@ -121,7 +132,10 @@ class Gateway:
             await ws.close(code=4002, message=b"Only encoding=json is supported by the double.")
             return ws
         connection = GatewayConnection(
-            ws, compress=request.query.get("compress"), opened_at=self._double.clock.now()
+            ws,
+            compress=request.query.get("compress"),
+            opened_at=self._double.clock.now(),
+            transport=request.transport,
         )
         self.connections.append(connection)
         interval_ms = int(self._double.heartbeat_interval * 1000)
@@ -137,7 +151,8 @@ class Gateway:
         return ws
 
     def _closed(self, connection: GatewayConnection) -> None:
-        connection.close_code = connection.ws.close_code
+        # aiohttp reports end-of-stream as 1000; a connection the double cut is abnormal instead.
+        connection.close_code = ABNORMAL_CLOSURE if connection.dropped else connection.ws.close_code
         session = connection.session
         if session is not None and session.connection is connection:
             session.connection = None
@@ -265,6 +280,15 @@ class Gateway:
         """Send a bare opcode (RECONNECT, INVALID_SESSION, ...) on every open connection."""
         for connection in self.open_connections:
             await connection.send({"op": op, "d": data, "s": None, "t": None})
+
+    def drop(self) -> int:
+        """Cut every open connection without a close frame; their sessions stay resumable.
+        Returns how many were cut."""
+        cut = self.open_connections
+        for connection in cut:
+            connection.dropped = True
+            drop_connection(connection.transport)
+        return len(cut)
 
     async def close(self, code: int = 1001) -> None:
         for connection in self.open_connections:

@@ -152,6 +152,7 @@ class InteractionRecord:
         self.user = user
         self.source_message_id = int(payload["message"]["id"]) if "message" in payload else None
         self.created_at = created_at
+        self.token_expired = False  # set by ``DiscordDouble.expire_token``; the clock also expires it
         self.response: InteractionResponse | None = None
         self.original_message_id: int | None = None
         self.followup_ids: list[int] = []

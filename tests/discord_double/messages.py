@@ -236,3 +236,30 @@ class MessageStore:
 
     def all(self) -> list[StoredMessage]:
         return list(self._messages.values())
+
+    def history(
+        self,
+        channel_id: int,
+        *,
+        limit: int = 50,
+        before: int | None = None,
+        after: int | None = None,
+        around: int | None = None,
+    ) -> list[StoredMessage]:
+        """``GET /channels/{id}/messages``: what other users can see (no ephemeral or deleted
+        messages), newest first whatever the anchor. ``after`` gives the ``limit`` messages just
+        after it (still newest first: discord.py reverses them and pages on from the first);
+        ``around`` gives up to ``limit // 2`` newer ones and the rest from it backwards. Discord
+        takes one anchor per call; given several, the double uses around, then before, then after."""
+        visible = sorted(
+            (m for m in self.in_channel(channel_id) if not m.ephemeral), key=lambda m: m.id, reverse=True
+        )
+        if around is not None:
+            newer = [m for m in visible if m.id > around][-(limit // 2) :] if limit > 1 else []
+            older = [m for m in visible if m.id <= around][: limit - len(newer)]
+            return newer + older
+        if before is not None:
+            return [m for m in visible if m.id < before][:limit]
+        if after is not None:
+            return [m for m in visible if m.id > after][-limit:]
+        return visible[:limit]

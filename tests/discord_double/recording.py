@@ -1,4 +1,4 @@
-"""What the double records (requests, uploads), how tests wait for it, and queued faults."""
+"""What the double records (requests, uploads) and how tests wait for it."""
 
 from __future__ import annotations
 
@@ -48,8 +48,10 @@ class RecordedRequest:
     json: Any
     files: list[UploadedFile]
     at: float
-    status: int | None = None
+    status: int | None = None  # what the double answered (or would have, had the connection held)
     response: Any = field(default=None, repr=False)
+    fault: str | None = None  # the kind of fault injected into this call, if any (see .faults)
+    delivered: bool | None = None  # the answer reached the client's socket; False: dropped or gone
 
     def matches(self, method: str | None = None, route: str | None = None) -> bool:
         if method is not None and not method_matches(method, self.method):
@@ -83,39 +85,3 @@ class Notifier:
         except asyncio.TimeoutError:
             what = description or getattr(predicate, "__name__", repr(predicate))
             raise TimeoutError(f"timed out after {timeout}s waiting for {what}") from None
-
-
-@dataclass
-class Fault:
-    """A canned answer for the next ``remaining`` requests matching ``method`` and ``route``."""
-
-    method: str
-    route: str
-    status: int
-    body: Any
-    headers: dict[str, str]
-    remaining: int
-
-
-class FaultQueue:
-    def __init__(self) -> None:
-        self._faults: list[Fault] = []
-
-    def add(self, fault: Fault) -> None:
-        self._faults.append(fault)
-
-    def take(self, method: str, path: str) -> Fault | None:
-        for fault in self._faults:
-            if method_matches(fault.method, method) and match_path(fault.route, path) is not None:
-                fault.remaining -= 1
-                if fault.remaining <= 0:
-                    self._faults.remove(fault)
-                return fault
-        return None
-
-    @property
-    def pending(self) -> list[Fault]:
-        return list(self._faults)
-
-    def clear(self) -> None:
-        self._faults.clear()

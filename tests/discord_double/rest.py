@@ -1,5 +1,6 @@
-"""The REST side: one aiohttp handler that records, injects faults, checks uploads and auth,
-then dispatches to the route table of :mod:`.rest_resources` and :mod:`.rest_interactions`."""
+"""The REST side: one aiohttp handler that records, injects faults, runs moment hooks, checks
+uploads and auth, then dispatches to the route table of :mod:`.rest_resources` and
+:mod:`.rest_interactions`."""
 
 from __future__ import annotations
 
@@ -13,8 +14,19 @@ from typing import TYPE_CHECKING, Any
 from aiohttp import web
 
 from .bodies import ParsedBody, parse_body
+from .faults import (
+    CHAOS,
+    DROP_AFTER,
+    DROP_BEFORE,
+    QUEUED,
+    Fault,
+    InjectedFault,
+    drop_connection,
+    rate_limit_headers,
+)
 from .messages import StoredMessage
-from .recording import Fault, RecordedRequest
+from .moments import APPLIED, RECEIVED, RESPONDED
+from .recording import RecordedRequest
 from .routing import match_path, method_matches
 
 if TYPE_CHECKING:
@@ -56,16 +68,17 @@ def no_content() -> web.Response:
 
 
 def rate_limited(retry_after: float) -> web.Response:
-    """A 429 discord.py honours: it only retries when the ``Via`` header is present."""
+    """A per-route 429 as Discord sends it, which discord.py waits out and retries."""
     body = {"message": "You are being rate limited.", "retry_after": round(retry_after, 3), "global": False}
-    return json_response(body, status=429, headers={"Via": "1.1 google", "Retry-After": str(retry_after)})
+    return json_response(body, status=429, headers=rate_limit_headers(retry_after))
 
 
 def fault_response(fault: Fault) -> web.Response:
+    """The answer of a status fault: its ``body``, else a Discord-style error for its status."""
     if fault.body is not None:
         return json_response(fault.body, status=fault.status, headers=fault.headers)
     if fault.status == 429:
-        return rate_limited(0.05)
+        return rate_limited(0.05 if fault.retry_after is None else fault.retry_after)
     if fault.status == 413:
         return ApiError(413, 40005, "Request entity too large").response()
     try:
@@ -146,10 +159,16 @@ class ApiRouter:
                 return route, params
         return None, {}
 
-    async def handle(self, request: web.Request) -> web.Response:
+    async def handle(self, request: web.Request) -> web.StreamResponse:
         double = self._double
         path = "/" + request.match_info["tail"]
-        body = await parse_body(request)
+        try:
+            body = await parse_body(request)
+        except ConnectionError as error:
+            # The client vanished mid-upload (a killed bot): Discord never saw a whole request.
+            # aiohttp raises ConnectionResetError for a cut-off body, whatever its encoding.
+            log.debug("%s %s: the client went away while sending (%r)", request.method, path, error)
+            return no_content()
         route, params = self.resolve(request.method, path)
         record = RecordedRequest(
             method=request.method,
@@ -163,19 +182,65 @@ class ApiRouter:
             at=double.clock.now(),
         )
         double.record_request(record)
-        response = await self._respond(request, route, ApiCall(double, request, params, body, record))
+        fault = self._fault(record)
+        if fault is not None and fault.drop == DROP_BEFORE:
+            return self._drop(request, record)
+        await double.moments.fire(record, RECEIVED)
+        if fault is not None and fault.drop is None:
+            response = fault_response(fault)
+            self._answered(record, response)
+        else:
+            response = await self._respond(request, route, ApiCall(double, request, params, body, record))
+            self._answered(record, response)
+            await double.moments.fire(record, APPLIED)
+        if fault is not None and fault.drop == DROP_AFTER:
+            return self._drop(request, record)
+        await self._deliver(request, record, response)
+        await double.moments.fire(record, RESPONDED)
+        return response
+
+    def _fault(self, record: RecordedRequest) -> Fault | None:
+        """A queued fault for this call, else one from chaos; logged once chosen."""
+        double = self._double
+        fault, source = double.faults.take(record.method, record.path), QUEUED
+        if fault is None and double.chaos_policy is not None:
+            fault, source = double.chaos_policy.pick(record.method, record.path), CHAOS
+        if fault is None:
+            return None
+        record.fault = fault.kind
+        double.record_fault(
+            InjectedFault(fault.kind, source, record.method, record.route, record.path, record.at, record)
+        )
+        log.info("injected %s (%s) into %s %s", fault.kind, source, record.method, record.path)
+        return fault
+
+    def _answered(self, record: RecordedRequest, response: web.Response) -> None:
         record.status = response.status
         if response.content_type == "application/json" and isinstance(response.body, bytes):
             record.response = json.loads(response.body)
-        log.debug("%s %s -> %s", request.method, path, response.status)
-        double.notifier.notify()
-        return response
+        log.debug("%s %s -> %s", record.method, record.path, response.status)
+        self._double.notifier.notify()
+
+    def _drop(self, request: web.Request, record: RecordedRequest) -> web.Response:
+        drop_connection(request.transport)
+        record.delivered = False
+        self._double.notifier.notify()
+        return no_content()  # aiohttp finds the connection closed and sends nothing
+
+    async def _deliver(self, request: web.Request, record: RecordedRequest, response: web.Response) -> None:
+        """Send the answer now (not after the handler returns), so ``"responded"`` follows it."""
+        try:
+            await response.prepare(request)
+            await response.write_eof()
+        except ConnectionError:
+            log.debug("%s %s: the client went away before its answer", record.method, record.path)
+            record.delivered = False
+        else:
+            record.delivered = True
+        self._double.notifier.notify()
 
     async def _respond(self, request: web.Request, route: ApiRoute | None, call: ApiCall) -> web.Response:
         double = self._double
-        fault = double.faults.take(request.method, call.record.path)
-        if fault is not None:
-            return fault_response(fault)
         if any(upload.size > double.upload_limit for upload in call.body.files):
             return ApiError(413, 40005, "Request entity too large").response()
         if route is None:

@@ -3,7 +3,7 @@
 Timing uses the double's clock (real time plus what the test advanced): a callback later than
 ``callback_window`` (3 s) after the interaction was sent gets 404 ``Unknown interaction``
 (10062); a webhook call later than ``token_lifetime`` (15 min) gets 401 ``Invalid Webhook
-Token`` (50027).
+Token`` (50027). A token expired with ``DiscordDouble.expire_token`` gets both answers at once.
 """
 
 from __future__ import annotations
@@ -38,7 +38,7 @@ async def interaction_callback(call: ApiCall) -> web.Response:
     record.requests.append(call.record)
     if record.acknowledged:
         raise ApiError(400, 40060, "Interaction has already been acknowledged.")
-    if double.clock.now() - record.created_at > double.callback_window:
+    if record.token_expired or double.clock.now() - record.created_at > double.callback_window:
         raise unknown("interaction", 10062)
     callback_type = call.json.get("type")
     data: dict[str, Any] = call.json.get("data") or {}
@@ -127,7 +127,7 @@ def _webhook_interaction(call: ApiCall) -> InteractionRecord:
     if record is None:
         raise ApiError(*INVALID_WEBHOOK_TOKEN)
     record.requests.append(call.record)
-    if double.clock.now() - record.created_at > double.token_lifetime:
+    if record.token_expired or double.clock.now() - record.created_at > double.token_lifetime:
         raise ApiError(*INVALID_WEBHOOK_TOKEN)
     if not record.acknowledged:
         raise unknown("Webhook", 10015)

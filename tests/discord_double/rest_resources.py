@@ -136,15 +136,30 @@ async def get_channel(call: ApiCall) -> web.Response:
     return json_response(channel_payload(channel))
 
 
+def _query_int(call: ApiCall, name: str) -> int | None:
+    raw = call.request.query.get(name)
+    if raw is None:
+        return None
+    try:
+        return int(raw)
+    except ValueError:
+        raise ApiError(400, 50035, "Invalid Form Body", errors={name: "Value is not int."}) from None
+
+
 async def list_messages(call: ApiCall) -> web.Response:
     _, channel = _channel(call)
-    limit = int(call.request.query.get("limit", "50"))
-    newest_first = sorted(
-        (m for m in call.double.message_store.in_channel(channel.id) if not m.ephemeral),
-        key=lambda m: m.id,
-        reverse=True,
+    limit = _query_int(call, "limit")
+    limit = 50 if limit is None else limit
+    if not 1 <= limit <= 100:
+        raise ApiError(400, 50035, "Invalid Form Body", errors={"limit": "Must be between 1 and 100."})
+    messages = call.double.message_store.history(
+        channel.id,
+        limit=limit,
+        before=_query_int(call, "before"),
+        after=_query_int(call, "after"),
+        around=_query_int(call, "around"),
     )
-    return json_response([call.double.render(m) for m in newest_first[:limit]])
+    return json_response([call.double.render(m) for m in messages])
 
 
 async def create_message(call: ApiCall) -> web.Response:

@@ -5,7 +5,8 @@ from __future__ import annotations
 import logging
 import secrets
 import socket
-from collections.abc import Callable, Mapping, Sequence
+from collections import Counter
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from types import TracebackType
 from typing import Any, TypeVar
@@ -15,6 +16,16 @@ from aiohttp import web
 from .clock import FakeClock, Snowflakes
 from .command_options import Resolver, build_options
 from .commands import CommandStore
+from .faults import (
+    DROP_AFTER,
+    DROP_BEFORE,
+    MESSAGE_WRITE_ROUTES,
+    Chaos,
+    Fault,
+    FaultQueue,
+    InjectedFault,
+    Route,
+)
 from .gateway import INVALID_SESSION, RECONNECT, Gateway
 from .interactions import (
     APPLICATION_COMMAND,
@@ -29,8 +40,9 @@ from .interactions import (
 )
 from .messages import MessageStore, StoredMessage
 from .models import Channel, Guild, Role, User, World
+from .moments import Hold, MomentCallback, MomentHooks, RequestFilter
 from .payloads import message_payload
-from .recording import Fault, FaultQueue, Notifier, RecordedRequest
+from .recording import Notifier, RecordedRequest
 from .rest import API_PREFIX, ApiRouter
 from .rest_interactions import ROUTES as INTERACTION_ROUTES
 from .rest_resources import ROUTES as RESOURCE_ROUTES
@@ -46,6 +58,7 @@ GuildRef = Guild | int | str | None
 ChannelRef = Channel | int | str | None
 UserRef = User | int | str | None
 MessageRef = StoredMessage | int
+InteractionRef = InteractionRecord | int | str
 
 
 @dataclass
@@ -64,6 +77,8 @@ class DiscordDouble:
     Point a client at :attr:`api_base` and :attr:`gateway_url` (see ``fixtures.configure_discord_py``),
     inject interactions with :meth:`send_slash_command`, :meth:`click_button`, :meth:`submit_modal`,
     and inspect what the bot did with :meth:`requests`, :meth:`messages` and :meth:`wait_for`.
+    Faults: :meth:`fail_next`, :meth:`drop_next`, :meth:`chaos` (logged in :attr:`injected_faults`),
+    :meth:`expire_token`, :meth:`drop_gateway`; acting mid-call: :meth:`on_moment`, :meth:`hold`.
     """
 
     def __init__(
@@ -100,11 +115,14 @@ class DiscordDouble:
         self.message_store = MessageStore(self.clock, self.snowflakes)
         self.commands = CommandStore(self.world.application_id, self.snowflakes)
         self.faults = FaultQueue()
+        self.chaos_policy: Chaos | None = None
+        self.injected_faults: list[InjectedFault] = []
+        self.internal_errors: list[Exception] = []
+        self.moments = MomentHooks(self.internal_errors.append)
         self.gateway = Gateway(self)
         self.interactions: dict[int, InteractionRecord] = {}
         self.recorded: list[RecordedRequest] = []
         self.violations: list[EditViolation] = []
-        self.internal_errors: list[Exception] = []
         self._router = ApiRouter(self, [*RESOURCE_ROUTES, *INTERACTION_ROUTES])
         self._runner: web.AppRunner | None = None
 
@@ -127,6 +145,7 @@ class DiscordDouble:
     async def stop(self) -> None:
         if self._runner is None:
             return
+        self.moments.release_all()
         await self.gateway.close()
         await self._runner.cleanup()
         self._runner = None
@@ -230,6 +249,65 @@ class DiscordDouble:
         Discord-style error; 429s carry ``Via`` and ``retry_after`` so discord.py retries)."""
         self.faults.add(Fault(method, route, status, body, dict(headers or {}), times))
 
+    # Faults: dropped connections, chaos, and the log of what was injected
+
+    def drop_next(self, method: str, route: str, *, after_apply: bool = False, times: int = 1) -> None:
+        """Close the connection of the next ``times`` matching requests without answering:
+        before applying them (nothing happens), or with ``after_apply`` once they are applied
+        (the message exists, the callback is accepted, but the client never hears so)."""
+        drop = DROP_AFTER if after_apply else DROP_BEFORE
+        self.faults.add(Fault(method, route, 0, None, {}, times, drop=drop))
+
+    def chaos(
+        self,
+        rate: float,
+        *,
+        seed: int | None = 0,
+        kinds: Mapping[str, float] | Iterable[str] | None = None,
+        routes: Iterable[Route] = MESSAGE_WRITE_ROUTES,
+        retry_after: tuple[float, float] = (0.05, 0.3),
+    ) -> Chaos:
+        """Inject random faults from now on: each request to ``routes`` (``(method, template)``
+        pairs; default: message writes and interaction callbacks) fails with probability ``rate``,
+        with a kind drawn from ``kinds`` (names of ``faults.FAULT_KINDS``, or weights by name;
+        default: all, equally likely). 429s ask to wait ``retry_after`` seconds (a range).
+        Replaces any earlier chaos; queued faults (``fail_next``, ``drop_next``) go first."""
+        self.chaos_policy = Chaos(rate, seed=seed, kinds=kinds, routes=routes, retry_after=retry_after)
+        return self.chaos_policy
+
+    def stop_chaos(self) -> None:
+        """No more random faults (queued ones still apply)."""
+        self.chaos_policy = None
+
+    def record_fault(self, fault: InjectedFault) -> None:
+        self.injected_faults.append(fault)
+        self.notifier.notify()
+
+    def fault_counts(self, source: str | None = None) -> dict[str, int]:
+        """How many faults of each kind were injected (only ``"chaos"`` or ``"queued"`` ones
+        if ``source`` is given)."""
+        return dict(Counter(f.kind for f in self.injected_faults if source is None or f.source == source))
+
+    # Moments
+
+    def on_moment(
+        self,
+        callback: MomentCallback,
+        *,
+        phases: Iterable[str] | None = None,
+        when: RequestFilter | None = None,
+    ) -> Callable[[], None]:
+        """Call ``callback(request, phase)`` at each of ``phases`` (``"received"``, ``"applied"``,
+        ``"responded"``; default: all) of every REST call ``when`` accepts (for instance
+        ``moments.is_file_post``). An async callback holds the call until it returns.
+        Returns a function that removes the hook."""
+        return self.moments.add(callback, phases=phases, when=when)
+
+    def hold(self, phase: str, when: RequestFilter | None = None, *, count: int = 1) -> Hold:
+        """Stop the next ``count`` REST calls ``when`` accepts at ``phase``; ``await
+        hold.wait()`` gives each as it arrives there, ``hold.release()`` lets them go on."""
+        return self.moments.hold(phase, when, count=count)
+
     # Messages
 
     def render(self, message: StoredMessage) -> dict[str, Any]:
@@ -294,6 +372,29 @@ class DiscordDouble:
 
     def interaction_by_token(self, token: str) -> InteractionRecord | None:
         return next((i for i in self.interactions.values() if i.token == token), None)
+
+    def expire_token(self, interaction: InteractionRef | None = None) -> list[InteractionRecord]:
+        """Make an interaction's token expire now, without moving the clock (default: the token
+        of every interaction sent so far): its webhook calls (follow-ups, ``@original``) get 401
+        ``Invalid Webhook Token`` (50027) and its callback 404 ``Unknown interaction`` (10062).
+        Returns the interactions whose token expired."""
+        if interaction is None:
+            expired = list(self.interactions.values())
+        elif isinstance(interaction, InteractionRecord):
+            expired = [interaction]
+        else:
+            found = (
+                self.interaction_by_token(interaction)
+                if isinstance(interaction, str)
+                else self.interactions.get(interaction)
+            )
+            if found is None:
+                raise KeyError(f"no interaction {interaction!r}")
+            expired = [found]
+        for record in expired:
+            record.token_expired = True
+        self.notifier.notify()
+        return expired
 
     async def send_slash_command(
         self,
@@ -493,6 +594,11 @@ class DiscordDouble:
     async def invalidate_session(self, resumable: bool = False) -> None:
         """Send op 9 INVALID_SESSION; with ``resumable=False`` discord.py identifies afresh."""
         await self.gateway.send_op(INVALID_SESSION, resumable)
+
+    def drop_gateway(self) -> int:
+        """Cut every open gateway connection as a network failure would (no close frame); the
+        sessions stay resumable, so discord.py reconnects and RESUMEs. Returns how many were cut."""
+        return self.gateway.drop()
 
     # CDN
 

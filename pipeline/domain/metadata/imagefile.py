@@ -12,10 +12,11 @@ from __future__ import annotations
 import io
 import logging
 import struct
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Literal
 
-from PIL import ExifTags, Image, PngImagePlugin, UnidentifiedImageError
+from PIL import ExifTags, Image, PngImagePlugin
 
 from pipeline.errors import PipelineError
 
@@ -137,29 +138,52 @@ def read_parameters(data: bytes) -> str | None:
     """The A1111 ``parameters`` text of a PNG, JPEG or WebP file, or ``None`` when it has none.
 
     Looks at the PNG ``parameters`` text chunk, then EXIF UserComment, then a JPEG comment that
-    looks like infotext (has ``Steps:``).
+    looks like infotext (has ``Steps:``). Never raises: a file that is not an image, is cut short
+    or has a corrupt part has no readable parameters there (each place is read on its own, so a
+    corrupt EXIF block does not hide a good PNG text chunk). Pillow's readers can fail on hostile
+    files with nearly any exception (``SyntaxError`` from the TIFF reader inside EXIF, ``struct``
+    and index errors), so every exception counts as "nothing readable".
     """
     try:
         with Image.open(io.BytesIO(data)) as image:
-            text = image.text.get(PARAMETERS_KEY) if isinstance(image, PngImagePlugin.PngImageFile) else None
-            exif = image.getexif()
-            comment = exif.get_ifd(ExifTags.IFD.Exif).get(ExifTags.Base.UserComment)
-            file_comment = image.info.get("comment")
-    except (UnidentifiedImageError, OSError, ValueError, Image.DecompressionBombError) as error:
-        log.debug("no parameters: cannot read the image: %s", error)
-        return None
-    if text:
-        return str(text)
-    if comment:
-        raw = comment if isinstance(comment, bytes) else str(comment).encode()
-        decoded = decode_user_comment(raw, little_endian=exif.endian == "<")
-        if decoded:
-            return decoded
-    if isinstance(file_comment, bytes):
-        file_comment = file_comment.decode("utf-8", errors="replace")
-    if isinstance(file_comment, str) and "Steps:" in file_comment:
-        return file_comment.strip()
+            for reader in (_png_text, _exif_comment, _file_comment):
+                text = _read_quietly(reader, image)
+                if text:
+                    return text
+    except Exception as error:
+        log.debug("no parameters: cannot read the image: %s: %s", type(error).__name__, error)
     return None
+
+
+def _read_quietly(reader: Callable[[Image.Image], str | None], image: Image.Image) -> str | None:
+    try:
+        return reader(image)
+    except Exception as error:
+        log.debug("no parameters from %s: %s: %s", reader.__name__, type(error).__name__, error)
+        return None
+
+
+def _png_text(image: Image.Image) -> str | None:
+    if not isinstance(image, PngImagePlugin.PngImageFile):
+        return None
+    text = image.text.get(PARAMETERS_KEY)
+    return str(text) if text else None
+
+
+def _exif_comment(image: Image.Image) -> str | None:
+    exif = image.getexif()
+    comment = exif.get_ifd(ExifTags.IFD.Exif).get(ExifTags.Base.UserComment)
+    if not comment:
+        return None
+    raw = comment if isinstance(comment, bytes) else str(comment).encode()
+    return decode_user_comment(raw, little_endian=exif.endian == "<")
+
+
+def _file_comment(image: Image.Image) -> str | None:
+    comment = image.info.get("comment")
+    if isinstance(comment, bytes):
+        comment = comment.decode("utf-8", errors="replace")
+    return comment.strip() if isinstance(comment, str) and "Steps:" in comment else None
 
 
 def decode_user_comment(value: bytes, *, little_endian: bool = False) -> str | None:

@@ -8,6 +8,7 @@ from dataclasses import dataclass, replace
 from pipeline.domain.metadata.infotext import parse_infotext
 from pipeline.domain.models import ModelCatalog
 from pipeline.domain.request import GenerationRequest
+from pipeline.domain.text import quoted
 from pipeline.errors import ModelNotFound
 
 log = logging.getLogger(__name__)
@@ -38,6 +39,6 @@ def import_request(text: str, *, catalog: ModelCatalog, model: str | None = None
         try:
             request = replace(request, model=catalog.resolve(request.model, allow_paths=False).name)
         except ModelNotFound:
-            notes.append(f"model {request.model!r} is not installed here: using the default model")
+            notes.append(f"model {quoted(request.model)} is not installed here: using the default model")
             request = replace(request, model=None)
     return ImportedRequest(request, tuple(notes))

@@ -6,7 +6,8 @@ Decisions:
   is reported.
 - Values outside nanke's limits are brought inside them (steps, CFG, clip skip clamped; sizes
   rounded to a multiple of 8 and clamped) and reported; a value that is not a number keeps the
-  default and is reported.
+  default and is reported, and so does one longer than
+  :data:`~pipeline.domain.text.MAX_NUMBER_CHARS` characters (it is not converted at all).
 - An unknown sampler (or a schedule type nanke lacks) keeps the default sampler (or the plain
   sampler) and is reported.
 - The request is always text-to-image: an img2img source's ``Denoising strength`` is reported and
@@ -36,13 +37,18 @@ from pipeline.domain.request import (
     GenerationRequest,
 )
 from pipeline.domain.samplers import DEFAULT_SAMPLER, canonical_sampler
+from pipeline.domain.text import listing, too_long_for_a_number
+from pipeline.domain.text import shorten as _shown
 from pipeline.errors import InvalidRequest
 
 log = logging.getLogger(__name__)
 
 _NETWORK_TAG = re.compile(r"<(?:lora|lyco|hypernet):[^<>]*>", re.IGNORECASE)
 _SIZE = re.compile(r"\s*(\d+)\s*[xX×]\s*(\d+)\s*")
-_MAX_SHOWN = 60
+# Commas with only whitespace between them, and the whitespace before them. The look-behind makes
+# a match start only where a run of whitespace starts: without it, searching a long run of spaces
+# that no comma follows would take time quadratic in its length.
+_EMPTY_ITEMS = re.compile(r"(?<!\s)\s*,(?:\s*,)+")
 
 _USED = frozenset(
     {"Steps", "Sampler", "Schedule type", "CFG scale", "Seed", "Size", "Model", "Model hash", "Clip skip"}
@@ -153,7 +159,7 @@ def request_from_settings(prompt: str, negative_prompt: str, settings: Mapping[s
     negative_prompt, removed_negative = strip_network_tags(negative_prompt)
     if removed or removed_negative:
         notes.append(
-            f"removed {', '.join(removed + removed_negative)} from the prompt: "
+            f"removed {listing(removed + removed_negative)} from the prompt: "
             "nanke cannot load LoRA, LyCORIS or hypernetwork files"
         )
     values = _Reader(settings, notes)
@@ -198,7 +204,7 @@ def strip_network_tags(text: str) -> tuple[str, list[str]]:
         if found:
             removed.extend(found)
             line = _NETWORK_TAG.sub("", line)
-            line = re.sub(r"\s*,(?:\s*,)+", ",", line)
+            line = _EMPTY_ITEMS.sub(",", line)
             line = re.sub(r"[ \t]{2,}", " ", line).strip(" \t,")
         lines.append(line)
     return "\n".join(lines).strip(), removed
@@ -214,6 +220,9 @@ class _Reader:
     def number(self, key: str, *, int_only: bool = True) -> float | None:
         raw = self.settings.get(key)
         if raw is None or not raw.strip():
+            return None
+        if too_long_for_a_number(raw):
+            self.notes.append(f"{key}: {_shown(raw)} is too long to be a number; it was ignored")
             return None
         try:
             value = float(raw)
@@ -243,7 +252,7 @@ def _seed(values: _Reader) -> int | None:
         return None
     if not 0 <= seed <= MAX_SEED:
         wrapped = int(seed) % (MAX_SEED + 1)
-        values.notes.append(f"Seed: {int(seed)} is outside 0 to {MAX_SEED}; using {wrapped}")
+        values.notes.append(f"Seed: {_shown(str(int(seed)))} is outside 0 to {MAX_SEED}; using {wrapped}")
         return wrapped
     return int(seed)
 
@@ -252,7 +261,7 @@ def _size(raw: str | None, notes: list[str]) -> tuple[int, int]:
     default = (512, 512)
     if raw is None or not raw.strip():
         return default
-    match = _SIZE.fullmatch(raw)
+    match = None if too_long_for_a_number(raw) else _SIZE.fullmatch(raw)
     if match is None:
         notes.append(f"Size: {_shown(raw)} is not WIDTHxHEIGHT; using {default[0]}x{default[1]}")
         return default
@@ -298,17 +307,13 @@ def _topic_notes(settings: Mapping[str, str], *, hires: bool) -> list[str]:
             if key == _STRENGTH
             else next((candidate for candidate in _TOPICS if candidate.covers(key)), None)
         )
-        grouped.setdefault(topic, []).append(f"{key}: {_shown(value)}")
+        grouped.setdefault(topic, []).append(f"{key}: {value}")
     notes = [
-        f"{topic.label} ({', '.join(pairs)}) {topic.consequence}"
+        f"{topic.label} ({listing(pairs)}) {topic.consequence}"
         for topic, pairs in grouped.items()
         if topic is not None
     ]
     if None in grouped:
-        notes.append(f"ignored settings nanke does not have: {', '.join(grouped[None])}")
+        notes.append(f"ignored settings nanke does not have: {listing(grouped[None])}")
     log.debug("infotext import notes: %s", notes)
     return notes
-
-
-def _shown(text: str) -> str:
-    return text if len(text) <= _MAX_SHOWN else text[: _MAX_SHOWN - 1] + "…"

@@ -35,7 +35,7 @@ log = logging.getLogger(__name__)
 
 NEGATIVE_PREFIX = "Negative prompt:"
 _SETTINGS_LINE = re.compile(r"(?:^|,)\s*Steps:\s")
-_KEY = re.compile(r'\s*([^:,"\n]+?)\s*:\s*')
+_KEY_END = re.compile(r'[:,"\n]')
 _AFTER_QUOTED = re.compile(r"\s*(?:,|$)")
 _NEEDS_QUOTES = re.compile(r'[,:\n\r]|^["{\[]|^\s|\s$')
 _BAD_KEY = re.compile(r'[,:"\n\r]')
@@ -166,22 +166,40 @@ def parse_infotext(text: str) -> ParsedInfotext:
 def parse_settings_line(line: str) -> dict[str, str]:
     """The ``key: value`` pairs of a settings line, in order; a repeated key keeps its last value.
 
-    Fragments without a ``key:`` are skipped.
+    Fragments without a ``key:`` are skipped. Reading takes time linear in the line's length.
     """
     settings: dict[str, str] = {}
     pos = 0
     while pos < len(line):
-        match = _KEY.match(line, pos)
-        if match is None:
+        key = _read_key(line, pos)
+        if key is None:
             comma = line.find(",", pos)
-            log.debug("skipping infotext fragment %r", line[pos : None if comma < 0 else comma])
+            log.debug("skipping infotext fragment %r", line[pos : None if comma < 0 else comma][:60])
             if comma < 0:
                 break
             pos = comma + 1
             continue
-        value, pos = _read_value(line, match.end())
-        settings[match.group(1)] = value
+        name, pos = key
+        value, pos = _read_value(line, pos)
+        settings[name] = value
     return settings
+
+
+def _read_key(line: str, pos: int) -> tuple[str, int] | None:
+    """The key starting at ``pos`` (surrounding whitespace removed) and where its value starts.
+
+    A key is some text without ``:``, ``,``, ``"`` or a line break, then ``:``; ``None`` when no
+    key starts at ``pos``. (A regular expression with optional whitespace on both sides of the
+    key backtracks quadratically over a long run of spaces.)
+    """
+    end = _KEY_END.search(line, pos)
+    key = line[pos : end.start() if end else len(line)].strip()
+    if end is None or end[0] != ":" or not key:
+        return None
+    start = end.end()
+    while start < len(line) and line[start].isspace():
+        start += 1
+    return key, start
 
 
 def _read_value(line: str, pos: int) -> tuple[str, int]:
@@ -193,7 +211,7 @@ def _read_value(line: str, pos: int) -> tuple[str, int]:
     if line.startswith(('"', "{", "["), pos):
         try:
             value, end = _JSON.raw_decode(line, pos)
-        except json.JSONDecodeError:
+        except (ValueError, RecursionError):  # bad JSON, too deeply nested, an integer of 4 300+ digits
             value, end = None, pos
         after = _AFTER_QUOTED.match(line, end)
         if value is not None and after is not None:

@@ -7,6 +7,10 @@ The catalog knows the default model (``NANKE_MODEL``: a diffusers folder, a ``.s
 subfolders, for single files (``.safetensors``, ``.ckpt``) and diffusers folders (a folder with a
 ``model_index.json``). ``<stem>.config`` folders are per-checkpoint overrides, not models.
 
+Names are matched without regard to case or to how accented letters are encoded (NFD file names
+on macOS match NFC request text). A value the system cannot look up as a path (too long, a NUL)
+is a model not found, like any other unknown name; messages show at most 60 characters of it.
+
 A model's name is its file stem or folder name (a Hub model's name is its id). When two models
 share a name, the first one found (top level before subfolders, then alphabetical) keeps it and
 the other is named by its path relative to the models folder (``sub/name.safetensors``).
@@ -17,10 +21,14 @@ from __future__ import annotations
 import logging
 import re
 import threading
+import unicodedata
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Literal
 
+from pipeline.domain.text import listing, quoted, shorten
 from pipeline.errors import ModelNotFound
 
 log = logging.getLogger(__name__)
@@ -30,6 +38,8 @@ CHECKPOINT_SUFFIXES = (".safetensors", ".ckpt")
 CONFIG_FOLDER_SUFFIX = ".config"
 """A ``<checkpoint stem>.config`` folder beside a checkpoint overrides its configs."""
 
+_SHOWN_PATH_CHARS = 200
+"""A path in a message is cut to this many characters (a path can be 4 096 characters long)."""
 _HUB_ID = re.compile(r"^[A-Za-z0-9][\w.-]*/[A-Za-z0-9][\w.-]*$")
 
 
@@ -89,8 +99,8 @@ class ModelCatalog:
         names = [default.name] if default is not None else []
         with self._lock:
             scanned = sorted(self._scanned.values(), key=lambda spec: spec.name.casefold())
-        taken = {name.casefold() for name in names}
-        return names + [spec.name for spec in scanned if spec.name.casefold() not in taken]
+        taken = {_key(name) for name in names}
+        return names + [spec.name for spec in scanned if _key(spec.name) not in taken]
 
     def resolve(self, name: str | None, *, allow_paths: bool = True) -> ModelSpec:
         """The model called ``name`` (``None``: the default), by name, path or Hub id.
@@ -108,9 +118,7 @@ class ModelCatalog:
         if allow_paths:
             return self._find(key, setting=None)
         default = self._default_spec()
-        spec = self._by_name(key) or (
-            default if default and default.name.casefold() == key.casefold() else None
-        )
+        spec = self._by_name(key) or (default if default and _key(default.name) == _key(key) else None)
         if spec is None:
             raise ModelNotFound(self._not_found_message(key, None))
         return spec
@@ -130,28 +138,29 @@ class ModelCatalog:
         spec = self._by_name(value)
         if spec is not None:
             return spec
-        path = Path(value).expanduser()
-        if path.exists():
-            spec = spec_for_path(path)
-            if spec is None:
-                raise ModelNotFound(
-                    f"{path} is not a model: expected a .safetensors or .ckpt file, or a diffusers "
-                    "folder (with a model_index.json)"
-                )
-            return self._remember(spec)
+        with _refused_as_path(value):
+            path = Path(value).expanduser()
+            if path.exists():
+                spec = spec_for_path(path)
+                if spec is None:
+                    raise ModelNotFound(
+                        f"{_shown_path(path)} is not a model: expected a .safetensors or .ckpt file, "
+                        "or a diffusers folder (with a model_index.json)"
+                    )
+                return self._remember(spec)
         if looks_like_hub_id(value):
             return ModelSpec(value, value, "hub")
         if looks_like_path(value):
             raise ModelNotFound(
-                f"no checkpoint found at {path.absolute()}: put a .safetensors file or a diffusers "
-                "folder there, or set NANKE_MODEL"
+                f"no checkpoint found at {_shown_path(path.absolute())}: put a .safetensors file or a "
+                "diffusers folder there, or set NANKE_MODEL"
             )
         raise ModelNotFound(
-            self._not_found_message(value, setting) if explain else f"model {value!r} not found"
+            self._not_found_message(value, setting) if explain else f"model {quoted(value)} not found"
         )
 
     def _by_name(self, value: str) -> ModelSpec | None:
-        keys = {value.casefold(), _strip_checkpoint_suffix(value).casefold()}
+        keys = {_key(value), _key(_strip_checkpoint_suffix(value))}
         with self._lock:
             for table in (self._scanned, self._extra):
                 for key in keys:
@@ -162,10 +171,10 @@ class ModelCatalog:
     def _remember(self, spec: ModelSpec) -> ModelSpec:
         """Keep a model given by path so that its name resolves later (the pool looks it up again)."""
         with self._lock:
-            taken = self._scanned.get(spec.name.casefold()) or self._extra.get(spec.name.casefold())
+            taken = self._scanned.get(_key(spec.name)) or self._extra.get(_key(spec.name))
             if taken is not None and taken.source != spec.source:
                 spec = ModelSpec(spec.source, spec.source, spec.kind)
-            self._extra[spec.name.casefold()] = spec
+            self._extra[_key(spec.name)] = spec
         return spec
 
     def _not_found_message(self, value: str, setting: str | None) -> str:
@@ -175,12 +184,11 @@ class ModelCatalog:
             else "in the models folder (none is set: NANKE_MODELS_DIR)"
         )
         available = self.names()
-        listing = ", ".join(available) if available else "none"
         told = f" (from {setting})" if setting else ""
         return (
-            f"model {value!r}{told} not found: looked for a model of that name {where} "
+            f"model {quoted(value)}{told} not found: looked for a model of that name {where} "
             f"(names ignore case), for a file or folder at that path, and for a Hub id "
-            f"(owner/name); available: {listing}"
+            f"(owner/name); available: {listing(available) if available else 'none'}"
         )
 
 
@@ -201,15 +209,39 @@ def _scan(models_dir: Path) -> dict[str, ModelSpec]:
         spec = spec_for_path(entry)
         if spec is None:
             continue
-        if spec.name.casefold() in found:
+        if _key(spec.name) in found:
             spec = ModelSpec(entry.relative_to(models_dir).as_posix(), spec.source, spec.kind)
             log.warning("two models are named %s; the one at %s is called %s", entry.stem, entry, spec.name)
-        found[spec.name.casefold()] = spec
+        found[_key(spec.name)] = spec
     return found
 
 
 def _visible(entry: Path) -> bool:
     return not entry.name.startswith(".") and not entry.name.endswith(CONFIG_FOLDER_SUFFIX)
+
+
+def _key(name: str) -> str:
+    """How names are compared: without regard to case or to how accents are encoded (a file name
+    from macOS is decomposed, a request's model name is in NFC)."""
+    return unicodedata.normalize("NFD", unicodedata.normalize("NFD", name).casefold())
+
+
+@contextmanager
+def _refused_as_path(value: str) -> Iterator[None]:
+    """Turn the system refusing to look ``value`` up as a path (a name too long, a NUL, an unknown
+    ``~user``, no permission) into :class:`ModelNotFound`, with the value shortened."""
+    try:
+        yield
+    except (OSError, ValueError, RuntimeError) as error:
+        reason = error.strerror if isinstance(error, OSError) and error.strerror else str(error)
+        log.debug("cannot look for a model at %s: %s", quoted(value), reason)
+        raise ModelNotFound(
+            f"model {quoted(value)} not found: it cannot be looked up as a file or folder ({shorten(reason)})"
+        ) from None
+
+
+def _shown_path(path: Path) -> str:
+    return shorten(str(path), _SHOWN_PATH_CHARS)
 
 
 def _has_checkpoint_suffix(value: str) -> bool:

@@ -19,6 +19,8 @@ How the text is read:
 
 Only flag *syntax* and each value's own range are checked here (errors name the flag, its value
 and the allowed form); call sites still call :meth:`GenerationRequest.validate` on the result.
+A numeric value longer than :data:`~pipeline.domain.text.MAX_NUMBER_CHARS` characters is refused
+before anything converts it.
 """
 
 from __future__ import annotations
@@ -44,6 +46,7 @@ from pipeline.domain.request import (
     GenerationRequest,
 )
 from pipeline.domain.samplers import canonical_sampler
+from pipeline.domain.text import MAX_NUMBER_CHARS, shorten, too_long_for_a_number
 from pipeline.errors import InvalidRequest
 
 log = logging.getLogger(__name__)
@@ -85,23 +88,32 @@ _RANDOM_SEED = "-1"
 # -- value readers ------------------------------------------------------------------------------
 
 
+def _check_length(flag: str, value: str, allowed: str) -> None:
+    """Refuse a numeric value too long to be meant, before anything converts it."""
+    if too_long_for_a_number(value):
+        reason = f"is too long ({len(value):,} characters, at most {MAX_NUMBER_CHARS})"
+        raise InvalidRequest(flag, value, allowed, reason=reason)
+
+
 def _whole_number(flag: str, value: str, low: int, high: int) -> int:
+    allowed = f"a whole number from {low} to {high}"
+    _check_length(flag, value, allowed)
     if not _INT_RE.fullmatch(value):
-        raise InvalidRequest(
-            flag, value, f"a whole number from {low} to {high}", reason="is not a whole number"
-        )
+        raise InvalidRequest(flag, value, allowed, reason="is not a whole number")
     number = int(value)
     if not low <= number <= high:
-        raise InvalidRequest(flag, value, f"a whole number from {low} to {high}", reason="is out of range")
+        raise InvalidRequest(flag, value, allowed, reason="is out of range")
     return number
 
 
 def _number(flag: str, value: str, low: float, high: float) -> float:
+    allowed = f"a number from {low:g} to {high:g}"
+    _check_length(flag, value, allowed)
     if not _FLOAT_RE.fullmatch(value):
-        raise InvalidRequest(flag, value, f"a number from {low:g} to {high:g}", reason="is not a number")
+        raise InvalidRequest(flag, value, allowed, reason="is not a number")
     number = float(value)
     if not low <= number <= high:
-        raise InvalidRequest(flag, value, f"a number from {low:g} to {high:g}", reason="is out of range")
+        raise InvalidRequest(flag, value, allowed, reason="is out of range")
     return number
 
 
@@ -142,6 +154,7 @@ def _aspect(flag: str, value: str, defaults: GenerationRequest) -> dict[str, Any
     short_side = min(defaults.width, defaults.height)
     widest = MAX_SIDE / short_side
     allowed = f"W:H in whole numbers such as 16:9, 3:2 or 2:3, from 1:{widest:g} to {widest:g}:1"
+    _check_length(flag, value, allowed)
     match = _RATIO_RE.fullmatch(value)
     if match is None or not int(match[1]) or not int(match[2]):
         raise InvalidRequest(flag, value, allowed, reason="is not an aspect ratio")
@@ -153,9 +166,11 @@ def _aspect(flag: str, value: str, defaults: GenerationRequest) -> dict[str, Any
 
 
 def _size(flag: str, value: str, defaults: GenerationRequest) -> dict[str, Any]:
+    allowed = "WxH in pixels, such as 768x512"
+    _check_length(flag, value, allowed)
     match = _SIZE_RE.fullmatch(value)
     if match is None:
-        raise InvalidRequest(flag, value, "WxH in pixels, such as 768x512", reason="is not a size")
+        raise InvalidRequest(flag, value, allowed, reason="is not a size")
     width, height = int(match[1]), int(match[2])
     _side(flag, value, width)
     _side(flag, value, height)
@@ -269,7 +284,7 @@ def parse_prompt(text: str, *, defaults: GenerationRequest | None = None) -> Par
         spec = _BY_NAME.get(flag)
         if spec is None:
             raise InvalidRequest(
-                flag, words[index], ", ".join(KNOWN_FLAGS), reason="is not a flag nanke knows"
+                shorten(flag), words[index], ", ".join(KNOWN_FLAGS), reason="is not a flag nanke knows"
             )
         end = index + 1
         while end < len(words) and _flag_name(words[end]) is None:

@@ -9,6 +9,7 @@ place sessions open).
 
 from __future__ import annotations
 
+from pipeline.queue.jobs.overview import QueueEntry, QueueOverview
 from pipeline.queue.jobs.runs import ImageFile
 from pipeline.queue.jobs.service import JobService
 from pipeline.queue.jobs.snapshots import (
@@ -20,6 +21,7 @@ from pipeline.queue.jobs.snapshots import (
     JobSnapshot,
     ListedJob,
     Requester,
+    Viewer,
 )
 from pipeline.queue.jobs.store import JobStore
 
@@ -34,5 +36,8 @@ __all__ = [
     "JobSnapshot",
     "JobStore",
     "ListedJob",
+    "QueueEntry",
+    "QueueOverview",
     "Requester",
+    "Viewer",
 ]

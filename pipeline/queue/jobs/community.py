@@ -1,8 +1,7 @@
 """What a guild's members see of each other's jobs: visibility, listings, likes, the showcase and
 member settings.
 
-Every listing is of one guild. A job of another guild, or someone else's private job, is
-:class:`~pipeline.errors.JobNotFound`, never "not allowed": its existence stays hidden.
+Every listing is of one guild; which single job a member may see is ``JobService.visible``.
 """
 
 from __future__ import annotations
@@ -11,8 +10,7 @@ import logging
 from collections.abc import Callable
 from typing import Any
 
-from pipeline.errors import JobNotFound
-from pipeline.queue.jobs.snapshots import JobSnapshot, ListedJob
+from pipeline.queue.jobs.snapshots import ListedJob
 from pipeline.queue.jobs.store import JobStore
 from storage import (
     claim_showcase_post,
@@ -54,15 +52,7 @@ class Community:
     def __init__(self, store: JobStore) -> None:
         self._store = store
 
-    # -- seeing jobs ----------------------------------------------------------------------------
-
-    def visible_job(self, job_id: int, *, guild_id: int | None, viewer_id: int) -> JobSnapshot:
-        """The job, if a member of ``guild_id`` may see it; else :class:`~pipeline.errors.JobNotFound`."""
-        with self._store.session() as session:
-            job = get_job(session, job_id=job_id)
-            if not is_visible(job, guild_id=guild_id, viewer_discord_id=viewer_id):
-                raise JobNotFound(job_id)
-            return JobSnapshot.of(job)
+    # -- listings -------------------------------------------------------------------------------
 
     def listing(self, kind: str, *, limit: int, offset: int, **options: Any) -> list[ListedJob]:
         """One page of the listing ``kind`` (see :data:`LISTINGS`)."""

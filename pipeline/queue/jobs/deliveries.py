@@ -12,6 +12,7 @@ from datetime import datetime
 from pipeline.queue.jobs.snapshots import DeliverySnapshot
 from pipeline.queue.jobs.store import JobStore
 from storage import (
+    begin_posting,
     get_delivery_for_job,
     mark_delivered,
     pending_deliveries,
@@ -38,6 +39,12 @@ class Deliveries:
         """Remember the message that shows the job queued or in progress."""
         with self._store.session() as session:
             record_progress_message(session, job_id=job_id, message_id=message_id)
+
+    def begin_posting(self, job_id: int, *, now: datetime) -> None:
+        """An attempt to post the result starts: written before it goes out, so that after a crash
+        the bot knows to look for it in Discord before posting again."""
+        with self._store.session() as session:
+            begin_posting(session, job_id=job_id, now=now)
 
     def mark_delivered(self, job_id: int, *, message_id: int) -> None:
         """The result was posted as ``message_id``."""

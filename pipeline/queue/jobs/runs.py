@@ -24,6 +24,13 @@ from storage import (
 
 log = logging.getLogger(__name__)
 
+MAX_ATTEMPTS = 2
+"""A job interrupted this many times while it ran is failed at the next start, not run again."""
+POISON_ERROR = (
+    "This job stopped the bot twice while it was being made, so it was not tried again; "
+    "the admin can find the details in the log."
+)
+
 
 @dataclass(frozen=True)
 class ImageFile:
@@ -110,9 +117,10 @@ class Runs:
             return is_cancel_requested(session, job_id=job_id)
 
     def requeue_interrupted(self) -> list[int]:
-        """After a crash: running jobs go back to the queue (or to cancelled, if that was asked)."""
+        """After a crash: running jobs go back to the queue (or to cancelled, if that was asked);
+        one that was interrupted :data:`MAX_ATTEMPTS` times fails instead (a poison job)."""
         with self._store.session() as session:
-            requeued = requeue_interrupted_jobs(session)
+            requeued = requeue_interrupted_jobs(session, max_attempts=MAX_ATTEMPTS, poison_error=POISON_ERROR)
         if requeued:
             log.info("requeued %d interrupted job(s): %s", len(requeued), requeued)
         return requeued

@@ -5,7 +5,14 @@ finish with images, fail, cancel, requeue after a crash, mark delivered) and eve
 write of an image file goes through a :class:`JobService`: this module for what people ask
 for, and its sections for the rest (``runs``: what the worker records, ``images``: the image
 files, ``deliveries``: getting results to Discord, ``community``: likes, the showcase, listings
-and member settings). It takes plain values and returns frozen snapshots.
+and member settings, ``moderation``: bans and paused queues). It takes plain values and returns
+frozen snapshots.
+
+Guild isolation is one rule, applied wherever a job is looked up for a member (:meth:`visible`):
+a job is only visible in the guild it was made in, a private one only to its owner, and an
+invisible job is "not found". Cancelling and deleting also need the owner or a moderator
+(:meth:`JobSnapshot.manageable_by`). ``viewer=None`` is the local command line, which may do
+anything.
 """
 
 from __future__ import annotations
@@ -14,16 +21,19 @@ import logging
 from collections.abc import Callable
 
 from pipeline.domain.request import GenerationRequest
-from pipeline.errors import NotCancellable, PipelineError, QueueFull
+from pipeline.errors import Banned, JobNotFound, NotCancellable, NotPermitted, PipelineError, QueueFull
 from pipeline.queue import derive
 from pipeline.queue.jobs.community import Community
 from pipeline.queue.jobs.deliveries import Deliveries
 from pipeline.queue.jobs.images import Images
+from pipeline.queue.jobs.moderation import Moderation
+from pipeline.queue.jobs.overview import QueueEntry, QueueOverview, seconds_per_image, with_estimates
 from pipeline.queue.jobs.runs import Runs
-from pipeline.queue.jobs.snapshots import FINISHED_STATUSES, Destination, JobSnapshot, Requester
+from pipeline.queue.jobs.snapshots import FINISHED_STATUSES, Destination, JobSnapshot, Requester, Viewer
 from pipeline.queue.jobs.store import JobStore
 from pipeline.queue.scheduler import FairScheduler, QueuedJob
 from storage import (
+    ban_reason,
     cancel_job,
     count_unfinished_jobs,
     create_delivery,
@@ -32,7 +42,11 @@ from storage import (
     fail_job,
     get_job,
     get_or_create_user,
+    is_visible,
+    paused_guilds,
     queued_jobs,
+    recent_runs,
+    running_jobs,
 )
 
 log = logging.getLogger(__name__)
@@ -60,6 +74,7 @@ class JobService:
         self.images = Images(store)
         self.deliveries = Deliveries(store)
         self.community = Community(store)
+        self.moderation = Moderation(store)
         self._store = store
 
     # -- submitting -----------------------------------------------------------------------------
@@ -84,6 +99,11 @@ class JobService:
         """
         request = request.validate(max_pixels=max_pixels or self.max_pixels).with_seed()
         with self._store.session() as session:
+            guild_id = destination.guild_id if destination else None
+            if requester.discord_id is not None and guild_id is not None:
+                reason = ban_reason(session, guild_id=guild_id, discord_id=requester.discord_id)
+                if reason is not None:
+                    raise Banned(f"An admin of this server stopped you from asking for images: {reason}")
             owner = get_or_create_user(session, discord_id=requester.discord_id, name=requester.name)
             if requester.discord_id is not None:
                 unfinished = count_unfinished_jobs(session, owner_id=owner.id)
@@ -132,9 +152,11 @@ class JobService:
         index: int = 0,
         strength: str = "strong",
         destination: Destination | None = None,
+        viewer: Viewer | None = None,
     ) -> JobSnapshot:
-        """Queue a reroll, upscale or variation of ``parent_id`` (image ``index``) for ``requester``."""
-        parent = self.get(parent_id)
+        """Queue a reroll, upscale or variation of ``parent_id`` (image ``index``) for ``requester``,
+        who must be able to see the parent (``viewer``)."""
+        parent = self.visible(parent_id, viewer)
         if action == "reroll":
             # The parent's size was accepted once (an upscale may exceed max_pixels): accept it again
             request = derive.reroll(parent.request)
@@ -188,6 +210,16 @@ class JobService:
         with self._store.session() as session:
             return JobSnapshot.of(get_job(session, job_id=job_id))
 
+    def visible(self, job_id: int, viewer: Viewer | None) -> JobSnapshot:
+        """The job, if ``viewer`` may see it where they are; else :class:`~pipeline.errors.JobNotFound`."""
+        with self._store.session() as session:
+            job = get_job(session, job_id=job_id)
+            if viewer is not None and not is_visible(
+                job, guild_id=viewer.guild_id, viewer_discord_id=viewer.discord_id
+            ):
+                raise JobNotFound(job_id)
+            return JobSnapshot.of(job)
+
     def queued(self) -> list[QueuedJob]:
         """The queued jobs, as the scheduler sees them."""
         with self._store.session() as session:
@@ -198,18 +230,62 @@ class JobService:
                     request=GenerationRequest.from_json(job.request_json),
                     created_at=job.created_at,
                     priority=job.priority,
+                    guild_id=job.guild_id,
                 )
                 for job in queued_jobs(session, limit=None)
             ]
+
+    def runnable(self) -> list[QueuedJob]:
+        """The queued jobs that may start now: those of guilds whose queue is not paused."""
+        paused = self.moderation.paused()
+        return [job for job in self.queued() if job.guild_id not in paused]
 
     def position(self, job_id: int) -> int | None:
         """1-based place in the queue, ``None`` when the job is no longer queued."""
         return self.scheduler.position(job_id, self.queued())
 
+    def overview(self) -> QueueOverview:
+        """Every unfinished job (running first, then the queue in order), with estimates."""
+        with self._store.session() as session:
+            running = [
+                QueueEntry(
+                    job_id=job.id,
+                    status="running",
+                    position=None,
+                    owner_discord_id=job.owner.discord_id,
+                    owner_name=job.owner.name,
+                    guild_id=job.guild_id,
+                    images=GenerationRequest.from_json(job.request_json).count,
+                    prompt=job.prompt,
+                )
+                for job in running_jobs(session)
+            ]
+            waiting = {job.id: job for job in queued_jobs(session, limit=None)}
+            owners = {job_id: (job.owner.discord_id, job.owner.name) for job_id, job in waiting.items()}
+            paused = paused_guilds(session)
+            per_image = seconds_per_image(recent_runs(session))
+        queued = [
+            QueueEntry(
+                job_id=job.job_id,
+                status="queued",
+                position=place,
+                owner_discord_id=owners[job.job_id][0],
+                owner_name=owners[job.job_id][1],
+                guild_id=job.guild_id,
+                images=job.request.count,
+                prompt=job.request.prompt,
+                paused=job.guild_id in paused,
+            )
+            for place, job in enumerate(self.scheduler.order(self.queued()), start=1)
+            if job.job_id in owners
+        ]
+        return QueueOverview(with_estimates([*running, *queued], per_image), per_image)
+
     # -- cancelling, abandoning and deleting ----------------------------------------------------
 
-    def cancel(self, job_id: int) -> JobSnapshot:
+    def cancel(self, job_id: int, *, viewer: Viewer | None = None) -> JobSnapshot:
         """Cancel a queued job at once, or ask the worker to stop a running one."""
+        self._check_manageable(job_id, viewer)
         with self._store.session() as session:
             job = get_job(session, job_id=job_id)
             if job.status in FINISHED_STATUSES:
@@ -228,8 +304,9 @@ class JobService:
             if not get_job(session, job_id=job_id).finished:
                 fail_job(session, job_id=job_id, error=reason)
 
-    def delete(self, job_id: int) -> JobSnapshot:
+    def delete(self, job_id: int, *, viewer: Viewer | None = None) -> JobSnapshot:
         """Delete a job, its images and the files no other image uses."""
+        self._check_manageable(job_id, viewer)
         with self._store.session() as session:
             snapshot = JobSnapshot.of(get_job(session, job_id=job_id))
             orphaned = delete_job(session, job_id=job_id)
@@ -237,3 +314,7 @@ class JobService:
             self._store.delete(path)
         log.info("job %d deleted with %d files", job_id, len(orphaned))
         return snapshot
+
+    def _check_manageable(self, job_id: int, viewer: Viewer | None) -> None:
+        if viewer is not None and not self.visible(job_id, viewer).manageable_by(viewer):
+            raise NotPermitted(NotPermitted.MANAGE)

@@ -23,6 +23,7 @@ __all__ = [
     "JobSnapshot",
     "ListedJob",
     "Requester",
+    "Viewer",
 ]
 
 
@@ -32,6 +33,16 @@ class Requester:
 
     name: str
     discord_id: int | None = None
+
+
+@dataclass(frozen=True)
+class Viewer:
+    """Who acts on a job, and where: a member in a guild (``None``: a direct message), and whether
+    they may manage other members' jobs there (Discord's Manage Messages)."""
+
+    discord_id: int
+    guild_id: int | None
+    moderator: bool = False
 
 
 @dataclass(frozen=True)
@@ -89,6 +100,10 @@ class JobSnapshot:
     def finished(self) -> bool:
         return self.status in FINISHED_STATUSES
 
+    def manageable_by(self, viewer: Viewer) -> bool:
+        """Whether ``viewer`` may cancel or delete this job: its owner, or a moderator where it is."""
+        return viewer.moderator or viewer.discord_id == self.owner_discord_id
+
     def parameters_text(self) -> str:
         """AUTOMATIC1111's ``parameters`` text of the first image (what a grid of the job carries)."""
         return format_infotext(
@@ -142,6 +157,8 @@ class DeliverySnapshot:
     status: str
     attempts: int
     created_at: datetime
+    posting_since: datetime | None = None
+    """When posting the result was first attempted; set while an attempt may have reached Discord."""
 
     @classmethod
     def of(cls, delivery: Delivery) -> DeliverySnapshot:
@@ -158,4 +175,5 @@ class DeliverySnapshot:
             status=delivery.status,
             attempts=delivery.attempts,
             created_at=delivery.created_at,
+            posting_since=delivery.posting_since,
         )

@@ -1,0 +1,89 @@
+"""/queue: where your jobs are and when they should be done; admins see the whole server's queue.
+
+The estimate comes from the measured recent throughput (``JobService.overview``). A member sees
+only their own jobs and how many others wait; a member with Manage Server sees every job of the
+server (other servers' jobs only as a count).
+"""
+
+from __future__ import annotations
+
+import logging
+from typing import TYPE_CHECKING
+
+import discord
+from discord import app_commands
+
+from bot import render
+from bot.async_jobs import AsyncJobs
+from bot.buttons import Feature
+from pipeline.queue.jobs import QueueEntry, QueueOverview
+
+if TYPE_CHECKING:
+    from bot.client import NankeBot
+
+log = logging.getLogger(__name__)
+
+SHOWN = 10
+"""The most jobs one answer lists (each line is at most about 170 characters)."""
+
+
+class Queue(Feature):
+    """The /queue command."""
+
+    def __init__(self, *, jobs: AsyncJobs) -> None:
+        self.jobs = jobs
+
+    @app_commands.command(name="queue", description="Where your jobs are in the queue, and when they are due")
+    async def queue(self, interaction: discord.Interaction) -> None:
+        await interaction.response.defer(ephemeral=True, thinking=True)
+        overview = await self.jobs.overview()
+        admin = interaction.guild_id is not None and interaction.permissions.manage_guild
+        text = queue_text(overview, viewer_id=interaction.user.id, guild_id=interaction.guild_id, admin=admin)
+        await interaction.followup.send(text, ephemeral=True, allowed_mentions=discord.AllowedMentions.none())
+
+
+def queue_text(overview: QueueOverview, *, viewer_id: int, guild_id: int | None, admin: bool) -> str:
+    """The answer to /queue: the viewer's jobs (an admin: the server's), then the rest as counts."""
+    entries = overview.entries
+    if admin:
+        title = "📋 This server's jobs"
+        shown = [entry for entry in entries if entry.guild_id == guild_id]
+    else:
+        title = "📋 Your jobs"
+        shown = [entry for entry in entries if entry.owner_discord_id == viewer_id]
+    lines = [title]
+    lines += [_line(entry, with_owner=admin) for entry in shown[:SHOWN]]
+    if len(shown) > SHOWN:
+        lines.append(f"… and {len(shown) - SHOWN} more")
+    if not shown:
+        lines.append("Nothing queued." if admin else "You have no jobs waiting or running.")
+    others = len(entries) - len(shown)
+    if others:
+        lines.append(f"{others} other job(s) {'from other servers ' if admin else ''}are queued or running.")
+    if overview.seconds_per_image is not None:
+        lines.append(f"Lately: about {overview.seconds_per_image:.1f} s per image.")
+    return render.shorten_lines(lines, 2000)
+
+
+def _line(entry: QueueEntry, *, with_owner: bool) -> str:
+    where = "🎨 running" if entry.status == "running" else f"⏳ position {entry.position}"
+    if entry.paused:
+        where += " (paused by an admin)"
+    due = f" · done in {_duration(entry.eta_s)}" if entry.eta_s is not None else ""
+    owner = f" · {render.shorten(entry.owner_name, 32)}" if with_owner else ""
+    images = f"{entry.images} image{'s' if entry.images != 1 else ''}"
+    return f"#{entry.job_id} {where}{due} · {images}{owner} · {render.shorten(entry.prompt, 60)}"
+
+
+def _duration(seconds: float) -> str:
+    """About how long: ``45 s``, ``3 min``, ``1 h 5 min``."""
+    if seconds < 90:
+        return f"about {max(1, round(seconds))} s"
+    minutes = round(seconds / 60)
+    if minutes < 60:
+        return f"about {minutes} min"
+    return f"about {minutes // 60} h {minutes % 60} min"
+
+
+async def setup(bot: NankeBot) -> None:
+    await bot.add_cog(Queue(jobs=bot.jobs))
