@@ -165,12 +165,17 @@ def remix_count(session: Session, *, job_id: int) -> int:
 
 def set_showcase_channel(session: Session, *, guild_id: int, channel_id: int | None) -> None:
     """Set (or with ``None`` clear) the channel ``guild_id`` showcases shared jobs in."""
+    guild_settings(session, guild_id=guild_id).showcase_channel_id = channel_id
+    session.flush()
+
+
+def guild_settings(session: Session, *, guild_id: int) -> GuildSettings:
+    """The settings row of ``guild_id``, added (with the defaults) if it has none yet."""
     settings = session.get(GuildSettings, guild_id)
     if settings is None:
-        session.add(GuildSettings(guild_id=guild_id, showcase_channel_id=channel_id))
-    else:
-        settings.showcase_channel_id = channel_id
-    session.flush()
+        settings = GuildSettings(guild_id=guild_id, paused=False)
+        session.add(settings)
+    return settings
 
 
 def showcase_channel(session: Session, *, guild_id: int) -> int | None:

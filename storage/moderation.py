@@ -7,6 +7,7 @@ import logging
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
+from storage.community import guild_settings
 from storage.models import Ban, GuildSettings
 from storage.timestamps import utcnow
 
@@ -44,11 +45,7 @@ def ban_reason(session: Session, *, guild_id: int, discord_id: int) -> str | Non
 
 def set_paused(session: Session, *, guild_id: int, paused: bool) -> None:
     """Pause (or resume) the queue of ``guild_id``: its queued jobs wait while paused."""
-    settings = session.get(GuildSettings, guild_id)
-    if settings is None:
-        session.add(GuildSettings(guild_id=guild_id, paused=paused))
-    else:
-        settings.paused = paused
+    guild_settings(session, guild_id=guild_id).paused = paused
     session.flush()
 
 
