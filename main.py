@@ -5,17 +5,21 @@ python main.py imagine "PROMPT --flags"  generate without Discord
 python main.py show JOB_ID               print a stored job
 python main.py reproduce JOB_ID          regenerate a job and check every pixel
 python main.py import FILE.png           regenerate an A1111 / civitai image from its PNG Info
-python main.py models                    list the models nanke can see
+python main.py models [fetch HUB_ID]     list the models nanke can see, or download one
+python main.py doctor                    check the set-up, one line per check
 python main.py make-test-model DIR       write a tiny random-weight model for tests and demos
 python main.py db upgrade                upgrade the database schema
+
+Settings come from the environment and from the ``.env`` file beside this file (``--env-file``
+names another). Commands that only read the database (``show``, ``models``, ``db``) load no torch.
 """
 
 from __future__ import annotations
 
 import argparse
-import contextlib
 import getpass
 import logging
+import logging.handlers
 import sys
 import time
 from dataclasses import replace
@@ -31,6 +35,10 @@ if TYPE_CHECKING:
     from pipeline.settings import Settings
 
 log = logging.getLogger("nanke")
+
+HERE = Path(__file__).resolve().parent
+DEFAULT_ENV_FILE = HERE / ".env"
+LOG_FORMAT = "%(asctime)s %(levelname)-7s %(name)s: %(message)s"
 
 
 # -- terminal output ------------------------------------------------------------------------------
@@ -61,17 +69,6 @@ class Terminal:
         filled = int(width * progress.fraction)
         bar = "█" * filled + "·" * (width - filled)
         self.status(f"{label} {bar} step {progress.step}/{progress.total_steps} · {progress.elapsed_s:.1f} s")
-
-
-def quiet_libraries(live: bool) -> None:
-    """Library progress bars only on a terminal; their chatter only when asked for."""
-    import diffusers
-    import transformers
-
-    for library in (diffusers, transformers):
-        library.utils.logging.set_verbosity_error()
-        if not live:
-            library.utils.logging.disable_progress_bar()
 
 
 # -- commands -------------------------------------------------------------------------------------
@@ -106,11 +103,17 @@ def cmd_import(args: argparse.Namespace, settings: Settings) -> int:
 
 def _generate(args: argparse.Namespace, app: App, request: GenerationRequest, *, kind: str) -> int:
     from pipeline.engine.results import StepProgress
-    from pipeline.errors import PipelineError
     from pipeline.queue.jobs import Requester
     from pipeline.queue.worker import WorkerEvents
 
     terminal = Terminal()
+    request = request.validate(max_pixels=app.settings.max_pixels)
+    # The model first: one that cannot be found or loaded is refused before a job is stored
+    terminal.status("loading model…")
+    try:
+        app.engines.engine_for(request.model)
+    finally:
+        terminal.done()
     job = app.jobs.submit(request, requester=Requester(name=_local_user()), kind=kind)
 
     class Progress(WorkerEvents):
@@ -118,10 +121,6 @@ def _generate(args: argparse.Namespace, app: App, request: GenerationRequest, *,
             terminal.step(StepProgress(step, total, elapsed_s), label=f"job {job_id}:")
 
     try:
-        terminal.status(f"job {job.id}: loading model…")
-        # Loaded here so the time below is the generation's; on failure the runner records the error
-        with contextlib.suppress(PipelineError):
-            app.engines.engine_for(job.request.model)
         started = time.monotonic()
         app.runner.run_and_save([job.id], events=Progress())
     except BaseException as error:
@@ -177,7 +176,9 @@ def _export(app: App, job: JobSnapshot, out: Path, *, grid: bool) -> list[Path]:
 
 
 def cmd_show(args: argparse.Namespace, settings: Settings) -> int:
-    app = _app(settings)
+    from pipeline.app import App
+
+    app = App(settings)
     job = app.jobs.get(args.job_id)
     request = job.request
     print(f"job {job.id} ({job.kind}) by {job.owner_name}: {job.status}")
@@ -237,20 +238,39 @@ def cmd_reproduce(args: argparse.Namespace, settings: Settings) -> int:
 
 def cmd_models(args: argparse.Namespace, settings: Settings) -> int:
     from pipeline.app import App
+    from pipeline.domain.models.inspection import inspect_model
 
+    if args.action == "fetch":
+        return _fetch_model(args, settings)
     catalog = App(settings).catalog
     print(f"default: {settings.model}")
     print(f"models folder: {settings.models_dir or '(none)'}")
     for name in catalog.names():
         spec = catalog.resolve(name)
-        print(f"  {name}\t{spec.kind}\t{spec.source}")
+        state = inspect_model(spec)
+        print(f"  {'✓' if state.usable else '✗'} {name}\t{spec.kind}\t{spec.source}\t{state.detail}")
+    return 0
+
+
+def _fetch_model(args: argparse.Namespace, settings: Settings) -> int:
+    from pipeline.domain.models.fetching import fetch_model
+
+    if not args.repo:
+        return _fail(
+            "models fetch: name the Hub id to download, such as stable-diffusion-v1-5/stable-diffusion-v1-5"
+        )
+    folder = settings.models_dir or settings.data_dir / "models"
+    _quiet(live=sys.stderr.isatty())
+    target = fetch_model(args.repo, models_dir=folder, name=args.name)
+    print(f"downloaded {args.repo} to {target}")
+    print(f"use it with NANKE_MODEL={target.name} (or /imagine model:{target.name})")
     return 0
 
 
 def cmd_make_test_model(args: argparse.Namespace, settings: Settings | None) -> int:
     from pipeline.engine.testmodel import make_test_model
 
-    quiet_libraries(sys.stderr.isatty())
+    _quiet(live=sys.stderr.isatty())
     folder = make_test_model(Path(args.dir), seed=args.seed)
     print(f"wrote a tiny random-weight Stable Diffusion model to {folder}")
     print("its images are coloured noise (the weights are random); it is meant for tests and demos")
@@ -269,6 +289,29 @@ def cmd_db(args: argparse.Namespace, settings: Settings) -> int:
     return 0
 
 
+def cmd_doctor(args: argparse.Namespace, settings: None) -> int:
+    """Every check on its own line; the settings' own problems are checks too."""
+    from bot.settings import load_bot_settings
+    from bot.token_check import check_token
+    from pipeline.diagnostics import run_checks
+    from pipeline.settings import SettingsError
+
+    failed = 0
+    try:
+        shared, discord = load_bot_settings(dotenv=args.env_file)
+    except SettingsError as error:
+        for problem in error.problems:
+            print(f"✗ settings: {problem}")
+        return 1
+    source = f"the environment and {args.env_file}" if args.env_file.is_file() else "the environment"
+    print(f"✓ settings: read from {source}")
+    for check in (*run_checks(shared), check_token(discord, online=not args.offline)):
+        print(check.line())
+        failed += not check.ok
+    print("all checks passed" if not failed else f"{failed} check(s) failed")
+    return 1 if failed else 0
+
+
 def cmd_run(args: argparse.Namespace, settings: Settings, discord: DiscordSettings) -> int:
     token = discord.require_discord_token()
     from bot.runner import run_bot
@@ -280,10 +323,17 @@ def cmd_run(args: argparse.Namespace, settings: Settings, discord: DiscordSettin
 
 
 def _app(settings: Settings) -> App:
+    """The application; the machine-learning libraries are quietened before anything loads them."""
     from pipeline.app import App
 
-    quiet_libraries(sys.stderr.isatty())
+    _quiet(live=sys.stderr.isatty())
     return App(settings)
+
+
+def _quiet(*, live: bool) -> None:
+    from pipeline.engine.quiet import quiet_libraries
+
+    quiet_libraries(live=live)
 
 
 def _local_user() -> str:
@@ -293,9 +343,12 @@ def _local_user() -> str:
         return "local"
 
 
-def _fail(message: str) -> int:
-    print(f"error: {message}", file=sys.stderr)
-    return 1
+def _fail(message: str, *, code: int = 1) -> int:
+    """Say what went wrong on one line of stderr; ``code`` is the exit status."""
+    from pipeline.domain.text import one_line
+
+    print(f"error: {one_line(message)}", file=sys.stderr)
+    return code
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -303,13 +356,38 @@ def build_parser() -> argparse.ArgumentParser:
         prog="main.py",
         description="nanke: a self-hosted /imagine bot for Discord, and a local Stable Diffusion "
         "command line.",
-        epilog="Settings come from the environment and .env (see .env.example).",
+        epilog="Settings come from the environment and the .env file beside main.py (see .env.example).",
     )
     parser.add_argument("-v", "--verbose", action="store_true", help="log what happens (INFO level)")
+    parser.add_argument(
+        "--env-file",
+        type=Path,
+        default=DEFAULT_ENV_FILE,
+        metavar="FILE",
+        help=f"read settings from FILE instead of {DEFAULT_ENV_FILE.name} beside main.py",
+    )
     commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
 
-    run = commands.add_parser("run", help="run the Discord bot with the embedded GPU worker")
+    run = commands.add_parser(
+        "run",
+        help="run the Discord bot with the embedded GPU worker",
+        description="Run the Discord bot: it loads the default model, upgrades the database, connects "
+        "to Discord and answers /imagine with the GPU worker in the same process. It stops "
+        "cleanly on Ctrl-C or SIGTERM (the running batch finishes first).",
+        epilog="Needs DISCORD_TOKEN. Also read: NANKE_MODEL, NANKE_MODELS_DIR, NANKE_DATA_DIR, "
+        "DATABASE_URL, NANKE_DEVICE, NANKE_DTYPE, NANKE_MAX_PIXELS, NANKE_MAX_BATCH, "
+        "NANKE_MAX_QUEUED_PER_USER, NANKE_JOB_TIMEOUT, NANKE_UPSCALER, NANKE_LOW_VRAM, NANKE_GUILD_IDS, "
+        "NANKE_LOG_LEVEL, NANKE_LOG_FILE (README: Configuration). `main.py doctor` checks them all.",
+    )
     run.set_defaults(func=cmd_run, needs_discord=True)
+
+    doctor = commands.add_parser(
+        "doctor",
+        help="check the set-up: Python, PyTorch and the GPU, data folder, database, token, models, disk",
+        description="One line per check, ✓ or ✗ with what to do; exit 1 if any check fails.",
+    )
+    doctor.add_argument("--offline", action="store_true", help="do not ask Discord whether the token works")
+    doctor.set_defaults(func=cmd_doctor, needs_settings=False)
 
     imagine = commands.add_parser(
         "imagine",
@@ -348,7 +426,15 @@ def build_parser() -> argparse.ArgumentParser:
     reproduce.add_argument("--model", help="use this model instead of the stored one (a name or a path)")
     reproduce.set_defaults(func=cmd_reproduce)
 
-    models = commands.add_parser("models", help="list the models nanke can find")
+    models = commands.add_parser(
+        "models",
+        help="list the models nanke can find, or download one into the models folder",
+        description="List the models (✓ usable, ✗ with why not), or `models fetch HUB_ID` to download a "
+        "diffusers model from the Hugging Face Hub into the models folder, so it works offline later.",
+    )
+    models.add_argument("action", nargs="?", choices=("list", "fetch"), default="list", help="default: list")
+    models.add_argument("repo", nargs="?", help="with fetch: the Hub id, such as owner/model")
+    models.add_argument("--name", help="with fetch: the folder name in the models folder (default: the id's)")
     models.set_defaults(func=cmd_models)
 
     make = commands.add_parser(
@@ -384,10 +470,26 @@ def _read_settings(args: argparse.Namespace) -> tuple[object, ...]:
     if getattr(args, "needs_discord", False):
         from bot.settings import load_bot_settings
 
-        return load_bot_settings()
+        return load_bot_settings(dotenv=args.env_file)
     from pipeline.settings import load_settings
 
-    return (load_settings(),)
+    return (load_settings(dotenv=args.env_file),)
+
+
+def _configure_logging(args: argparse.Namespace, settings: Settings | None) -> None:
+    """INFO for ``run`` (or ``-v``), warnings only for the other commands; a file too with NANKE_LOG_FILE."""
+    level = settings.log_level if settings and (args.verbose or args.command == "run") else "WARNING"
+    logging.basicConfig(level=logging.INFO if args.verbose else level, format=LOG_FORMAT, datefmt="%H:%M:%S")
+    if settings is not None and settings.log_file is not None:
+        settings.log_file.parent.mkdir(parents=True, exist_ok=True)
+        handler = logging.handlers.RotatingFileHandler(
+            settings.log_file, maxBytes=10 * 1024 * 1024, backupCount=5, encoding="utf-8"
+        )
+        handler.setFormatter(logging.Formatter(LOG_FORMAT))
+        logging.getLogger().addHandler(handler)
+    # Alembic says what it does on every start; nanke logs an upgrade itself when there is one
+    if logging.getLogger().getEffectiveLevel() > logging.DEBUG:
+        logging.getLogger("alembic").setLevel(logging.WARNING)
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -397,17 +499,13 @@ def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     try:
         settings = _read_settings(args)
+        _configure_logging(args, settings[0])  # type: ignore[arg-type]
     except SettingsError as error:
         for problem in error.problems:
             print(f"error: {problem}", file=sys.stderr)
         return 2
-    shared = settings[0]
-    level = shared.log_level if shared and (args.verbose or args.command == "run") else "WARNING"
-    logging.basicConfig(
-        level=logging.INFO if args.verbose else level,
-        format="%(asctime)s %(levelname)-7s %(name)s: %(message)s",
-        datefmt="%H:%M:%S",
-    )
+    except OSError as error:  # NANKE_LOG_FILE cannot be written
+        return _fail(f"NANKE_LOG_FILE: {error.filename or ''} cannot be written ({error.strerror})", code=2)
     try:
         return args.func(args, *settings)
     except SettingsError as error:

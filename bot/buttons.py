@@ -33,7 +33,6 @@ CUSTOM_ID_LIMIT = 100
 JOB_ID = r"[1-9][0-9]{0,17}"
 """A job id: a positive whole number a database integer holds (at most 18 digits)."""
 PREFIX = "nk:"
-INVALID_BUTTON = "This button is not valid (it may be from an old version of the bot)."
 
 log = logging.getLogger(__name__)
 
@@ -103,7 +102,7 @@ class RefusedButton(discord.ui.DynamicItem[discord.ui.Button], template=r"(?s).*
 
     async def interaction_check(self, interaction: discord.Interaction) -> bool:  # type: ignore[override]
         log.info("refused a click on %r", (interaction.data or {}).get("custom_id"))
-        await report_error(interaction, BotError(INVALID_BUTTON))
+        await report_error(interaction, BotError("error.invalid_button"))
         return False
 
 
@@ -182,4 +181,4 @@ async def visible_job(jobs: AsyncJobs, interaction: discord.Interaction, job_id:
     try:
         return await jobs.visible(job_id, viewer_of(interaction))
     except JobNotFound:
-        raise JobGone(f"Job #{job_id} was not found.") from None
+        raise JobGone("error.job_gone", job_id=job_id) from None

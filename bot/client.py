@@ -27,6 +27,7 @@ from bot.cogs import actions, admin, community, gallery, imagine, listings, queu
 from bot.cogs import settings as settings_commands
 from bot.delivery import Deliverer
 from bot.errors import report_error
+from bot.i18n.commands import CommandTranslator
 from bot.settings import DiscordSettings
 from bot.submitting import Submitter
 from pipeline.app import App
@@ -79,6 +80,7 @@ class NankeBot(commands.Bot):
             await feature.setup(self)
         self.add_dynamic_items(unclaimed_buttons())
         self.tree.on_error = self.on_app_command_error
+        await self.tree.set_translator(CommandTranslator())
         await self._sync_commands()
         self.worker = self.app.worker(events=_LoopEvents(self.deliverer, asyncio.get_running_loop()))
         if self._start_worker:

@@ -11,6 +11,11 @@
   only posts it when it is not there.
 - A failed post (an error answer, a dropped connection, a timeout) stays ``pending`` and is
   retried with backoff; on start, every finished-but-undelivered job is delivered.
+- A job's messages are in the language of the member who asked (:mod:`bot.i18n`), remembered in
+  memory from their interaction until the result is out; a job whose interaction this process
+  never saw (a restart) is posted in the server's preferred language, else English. Nothing of it
+  is stored (no column for a matter of presentation): a restart costs the results it interrupted
+  at most their member's own language.
 """
 
 from __future__ import annotations
@@ -28,6 +33,7 @@ from bot import render
 from bot.async_jobs import AsyncJobs
 from bot.cogs.actions import queued_view, result_view
 from bot.errors import NETWORK_ERRORS
+from bot.i18n import Texts, for_guild, for_interaction
 from bot.posting import Found, Poster, token_invalid
 from pipeline.domain.metadata import UploadTooLarge
 from pipeline.errors import JobNotFound
@@ -78,6 +84,8 @@ class Deliverer:
         self.now = now
         self._progress: dict[int, _ProgressState] = {}
         self._delivering: set[int] = set()
+        self._texts: dict[int, Texts] = {}
+        """The language of each job whose interaction this process answered, until it is delivered."""
 
     # -- queued and progress --------------------------------------------------------------------
 
@@ -85,6 +93,7 @@ class Deliverer:
         """Answer the interaction of a job just stored: defer it (unless the handler did), then
         show the queue message. A network failure here loses nothing: the job is queued and its
         result is posted when it is done."""
+        self._texts[job.id] = for_interaction(interaction)
         try:
             if not interaction.response.is_done():
                 await interaction.response.defer(thinking=True)
@@ -100,7 +109,7 @@ class Deliverer:
         """Turn the deferred response into the job's queue message (with ❌) and remember its id."""
         position = await self.jobs.position(job.id)
         message = await interaction.edit_original_response(
-            content=render.queued_text(job, position),
+            content=render.queued_text(job, position, texts=for_interaction(interaction)),
             view=queued_view(job.id),
             allowed_mentions=discord.AllowedMentions.none(),
         )
@@ -130,7 +139,7 @@ class Deliverer:
                 state.job = await self.jobs.get(job_id)
             delivery = await self.jobs.deliveries.get(job_id)
             if delivery is not None and delivery.progress_message_id is not None:
-                text = render.progress_text(state.job, *latest)
+                text = render.progress_text(state.job, *latest, texts=self.texts_of(delivery))
                 await self._poster(delivery).edit(delivery.progress_message_id, content=text)
         except NETWORK_ERRORS as error:
             log.info("progress edit for job %d failed: %s", job_id, error)
@@ -160,9 +169,13 @@ class Deliverer:
         try:
             job = await self.jobs.get(job_id)
         except JobNotFound:
+            self._texts.pop(job_id, None)
             return False  # deleted meanwhile: its delivery row went with it
         delivery = await self.jobs.deliveries.get(job_id)
-        if delivery is None or delivery.status != "pending" or not job.finished or self._announcing(delivery):
+        if delivery is None or delivery.status != "pending":
+            self._texts.pop(job_id, None)  # delivered, or given up on, already
+            return False
+        if not job.finished or self._announcing(delivery):
             return False
         poster = self._poster(delivery)
         try:
@@ -185,6 +198,7 @@ class Deliverer:
             await self._failed(delivery, repr(error))
             return False
         await self.jobs.deliveries.mark_delivered(job_id, message_id=message_id)
+        self._texts.pop(job_id, None)
         log.info("job %d delivered as message %d", job_id, message_id)
         # 3. The queue or progress message is replaced by the result
         await self._clean_up(job, poster, found)
@@ -214,11 +228,15 @@ class Deliverer:
             else discord.AllowedMentions.none()
         )
         kwargs: dict[str, object] = {"allowed_mentions": allowed}
+        texts = self.texts_of(poster.delivery)
         if job.status == "done":
-            content = render.finished_text(job, mention)
-            kwargs.update(embed=render.result_embed(job), view=result_view(job.id, len(job.images)))
+            content = render.finished_text(job, mention, texts=texts)
+            kwargs.update(
+                embed=render.result_embed(job, texts=texts),
+                view=result_view(job.id, len(job.images), texts=texts),
+            )
         else:
-            content = render.failure_text(job, mention)
+            content = render.failure_text(job, mention, texts=texts)
         limit = poster.upload_limit
         while True:
             kwargs.pop("file", None)
@@ -226,7 +244,7 @@ class Deliverer:
             if job.status == "done":
                 file = await self.attachment(job, max_bytes=limit)
                 if file is None:
-                    kwargs["content"] = f"{content}\n{render.TOO_LARGE_NOTE}"
+                    kwargs["content"] = f"{content}\n{render.too_large_note(texts)}"
                 else:
                     kwargs["file"] = file
             try:
@@ -258,6 +276,14 @@ class Deliverer:
             and self.now() < delivery.created_at + ANNOUNCE_GRACE
         )
 
+    def texts_of(self, delivery: DeliverySnapshot) -> Texts:
+        """The language of a job's messages: its member's, while this process remembers their
+        interaction; else its server's preferred language; else English."""
+        remembered = self._texts.get(delivery.job_id)
+        if remembered is not None:
+            return remembered
+        return for_guild(self.client.get_guild(delivery.guild_id) if delivery.guild_id else None)
+
     def _poster(self, delivery: DeliverySnapshot) -> Poster:
         return Poster(self.client, delivery, now=self.now())
 
@@ -287,6 +313,8 @@ class Deliverer:
         await self.jobs.deliveries.record_failure(
             delivery.job_id, error=error, retry_at=None if give_up else self.now() + timedelta(seconds=delay)
         )
+        if give_up:
+            self._texts.pop(delivery.job_id, None)
 
     # -- the retry loop -----------------------------------------------------------------------
 

@@ -1,8 +1,9 @@
 """The bot's errors and its one central error handler.
 
 Errors a member can cause (a bad option, a full queue, a button they may not press) become a short
-ephemeral reply. Anything else is logged with its traceback and the member sees
-"something went wrong", with the job id when there is one so an admin can find it in the log.
+ephemeral reply, in the member's language (:mod:`bot.i18n`). Anything else is logged with its
+traceback and the member sees "something went wrong", with the job id when there is one so an
+admin can find it in the log.
 """
 
 from __future__ import annotations
@@ -14,6 +15,8 @@ import aiohttp
 import discord
 from discord import app_commands
 
+from bot.i18n import ENGLISH, Texts, for_interaction
+from bot.i18n.errors import pipeline_text
 from pipeline.errors import JobBusy, PipelineError
 
 log = logging.getLogger(__name__)
@@ -30,7 +33,17 @@ NETWORK_ERRORS: tuple[type[BaseException], ...] = (
 
 
 class BotError(Exception):
-    """Base class of the bot's own errors; the message is shown to the member as it is."""
+    """Base class of the bot's own errors: a catalog key and its values, said to the member in their
+    language (``JobGone("error.job_gone", job_id=7)``); the message is the English text."""
+
+    def __init__(self, key: str, /, **params: object) -> None:
+        self.key = key
+        self.params = params
+        super().__init__(ENGLISH(key, **params))
+
+    def text(self, texts: Texts) -> str:
+        """The error in the language of ``texts``."""
+        return texts(self.key, **self.params)
 
 
 class NotAllowed(BotError):
@@ -45,16 +58,18 @@ class JobGone(BotError):
     """The job a button points to no longer exists (deleted)."""
 
 
-def user_message(error: BaseException) -> str | None:
+def user_message(error: BaseException, texts: Texts = ENGLISH) -> str | None:
     """The short text to show a member for a known error, or ``None`` for an unexpected one."""
     if isinstance(error, app_commands.CommandInvokeError | discord.app_commands.TransformerError):
         error = error.__cause__ or error
     if isinstance(error, JobBusy):
-        return "⚠️ That job is busy right now; try again when it has finished."
-    if isinstance(error, BotError | PipelineError):
-        return f"⚠️ {_one_message(str(error))}"
+        return texts("error.busy")
+    if isinstance(error, BotError):
+        return f"⚠️ {_one_message(error.text(texts))}"
+    if isinstance(error, PipelineError):
+        return f"⚠️ {_one_message(pipeline_text(error, texts))}"
     if isinstance(error, app_commands.CheckFailure):
-        return "⛔ You can't use this command here."
+        return texts("error.not_here")
     return None
 
 
@@ -62,13 +77,12 @@ async def report_error(
     interaction: discord.Interaction, error: BaseException, *, job_id: int | None = None
 ) -> None:
     """Tell the member what went wrong (ephemeral) and log unexpected errors with the traceback."""
-    message = user_message(error)
+    texts = for_interaction(interaction)
+    message = user_message(error, texts)
     if message is None:
         original = getattr(error, "original", error)
         log.error("unexpected error in %s (job %s)", _describe(interaction), job_id or "-", exc_info=original)
-        message = (
-            f"Something went wrong{f' (job {job_id})' if job_id else ''}. The admin can find it in the log."
-        )
+        message = texts("error.unexpected_job", job_id=job_id) if job_id else texts("error.unexpected")
     try:
         if interaction.response.is_done():
             await interaction.followup.send(

@@ -166,7 +166,7 @@ def _is_result(message: discord.Message, job: JobSnapshot) -> bool:
     """A posted result: its buttons (a finished job), or the failure text without buttons."""
     if job.status == "done":
         return DELETE.format(job=job.id) in _custom_ids(message)
-    return not message.components and message.content.endswith(render.job_tag(job))
+    return not message.components and message.content.endswith(tuple(render.job_tags(job)))
 
 
 def _is_queue_message(message: discord.Message, job: JobSnapshot) -> bool:

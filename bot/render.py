@@ -1,4 +1,7 @@
-"""What nanke's messages look like: the result embed, progress text and the attached image."""
+"""What nanke's messages look like: the result embed, progress text and the attached image.
+
+Every text is said in the language of the ``texts`` given (:mod:`bot.i18n`; English by default).
+"""
 
 from __future__ import annotations
 
@@ -8,16 +11,17 @@ from collections.abc import Sequence
 import discord
 from PIL import Image
 
+from bot.i18n import ENGLISH, TEXTS, Texts
 from pipeline.domain.grid import Picture
 from pipeline.domain.metadata import encode_for_upload
 from pipeline.queue.jobs import JobSnapshot
+from pipeline.queue.jobs.runs import POISON_ERROR
+from pipeline.queue.worker import INTERNAL_ERROR, MODEL_UNAVAILABLE, TIME_LIMIT_ERROR
 
 EMBED_COLOUR = discord.Colour.from_rgb(88, 101, 242)
 DEFAULT_UPLOAD_LIMIT = 10 * 1024 * 1024
-TOO_LARGE_NOTE = (
-    "⚠️ The image is too large to attach in this channel; `main.py show` on the host has the file."
-)
-KIND_WORDS = {"reroll": "Reroll", "upscale": "Upscale", "variation": "Variation", "remix": "Remix"}
+CHILD_KINDS = ("reroll", "upscale", "variation", "remix")
+"""The kinds of job that derive from another one (their headline names it)."""
 
 
 def upload_limit(guild: discord.Guild | None) -> int:
@@ -25,64 +29,119 @@ def upload_limit(guild: discord.Guild | None) -> int:
     return guild.filesize_limit if guild is not None else DEFAULT_UPLOAD_LIMIT
 
 
-def headline(job: JobSnapshot) -> str:
+def headline(job: JobSnapshot, texts: Texts = ENGLISH) -> str:
     """One line naming the job: its prompt (shortened) and, for children, what it derives from."""
     prompt = shorten(job.request.prompt, 180)
-    if job.kind in KIND_WORDS and job.parent_id is not None:
-        image = f" image {job.parent_image_index + 1}" if job.parent_image_index is not None else ""
+    if job.kind in CHILD_KINDS and job.parent_id is not None:
+        index = job.parent_image_index
+        image = texts("headline.image", number=index + 1) if index is not None else ""
         # A remix credits the original author by name: plain text, so nobody is pinged.
-        credit = f" by @{job.parent_owner_name}" if job.kind == "remix" and job.parent_owner_name else ""
-        return f"**{prompt}** — {KIND_WORDS[job.kind]} of #{job.parent_id}{image}{credit}"
+        credit = (
+            texts("headline.credit", name=job.parent_owner_name)
+            if job.kind == "remix" and job.parent_owner_name
+            else ""
+        )
+        kind = texts(f"headline.kind.{job.kind}")
+        return texts(
+            "headline.child", prompt=prompt, kind=kind, parent=job.parent_id, image=image, credit=credit
+        )
     return f"**{prompt}**"
 
 
-def job_tag(job: JobSnapshot) -> str:
+def job_tag(job: JobSnapshot, texts: Texts = ENGLISH) -> str:
     """How every queue, progress and failure text of a job ends (a restarted bot finds them by it)."""
-    return f" · job #{job.id}"
+    return texts("job.tag", job_id=job.id)
 
 
-def queued_text(job: JobSnapshot, position: int | None) -> str:
-    place = f"position {position} in the queue" if position else "starting"
-    return f"{headline(job)}\n⏳ Waiting to start ({place}){job_tag(job)}"
+def job_tags(job: JobSnapshot) -> set[str]:
+    """:func:`job_tag` in every language: what a message of the job may end with."""
+    return {job_tag(job, texts) for texts in TEXTS.values()}
 
 
-def progress_text(job: JobSnapshot, step: int, total: int, elapsed_s: float) -> str:
-    percent = int(100 * step / total) if total else 0
-    return f"{headline(job)}\n🎨 {percent}% · step {step}/{total} · {elapsed_s:.0f} s{job_tag(job)}"
+def queued_text(job: JobSnapshot, position: int | None, texts: Texts = ENGLISH) -> str:
+    place = texts("queued.position", position=position) if position else texts("queued.starting")
+    return texts("queued.text", headline=headline(job, texts), place=place, tag=job_tag(job, texts))
 
 
-def finished_text(job: JobSnapshot, mention: str | None = None) -> str:
+def progress_text(job: JobSnapshot, step: int, total: int, elapsed_s: float, texts: Texts = ENGLISH) -> str:
+    return texts(
+        "progress.text",
+        headline=headline(job, texts),
+        percent=int(100 * step / total) if total else 0,
+        step=step,
+        total=total,
+        seconds=f"{elapsed_s:.0f}",
+        tag=job_tag(job, texts),
+    )
+
+
+def finished_text(job: JobSnapshot, mention: str | None = None, texts: Texts = ENGLISH) -> str:
     who = f"{mention} " if mention else ""
-    return f"{who}{headline(job)}"
+    return f"{who}{headline(job, texts)}"
 
 
-def failure_text(job: JobSnapshot, mention: str | None = None) -> str:
+def failure_text(job: JobSnapshot, mention: str | None = None, texts: Texts = ENGLISH) -> str:
+    """A failed or cancelled job; the failure's own words (the worker's, in English) are kept."""
     who = f"{mention} " if mention else ""
-    if job.status == "cancelled":
-        return f"{who}{headline(job)}\n❌ Cancelled{job_tag(job)}"
-    return f"{who}{headline(job)}\n⚠️ {shorten(job.error or 'Generation failed.', 1000)}{job_tag(job)}"
+    what = (
+        texts("failure.cancelled")
+        if job.status == "cancelled"
+        else f"⚠️ {shorten(failure_reason(job.error, texts), 1000)}"
+    )
+    return f"{who}{headline(job, texts)}\n{what}{job_tag(job, texts)}"
 
 
-def result_embed(job: JobSnapshot) -> discord.Embed:
+def failure_reason(error: str | None, texts: Texts = ENGLISH) -> str:
+    """Why a job failed: the worker's own reasons in the member's language, any other as it is."""
+    if not error:
+        return texts("failure.unknown")
+    key = _WORKER_REASONS.get(error)
+    if key is not None:
+        return texts(key)
+    head, _, tail = TIME_LIMIT_ERROR.partition("{limit_s:g}")
+    if error.startswith(head) and error.endswith(tail):
+        return texts("failure.too_long", seconds=error[len(head) : len(error) - len(tail)])
+    return error
+
+
+_WORKER_REASONS = {
+    INTERNAL_ERROR: "failure.internal",
+    MODEL_UNAVAILABLE: "failure.model_unavailable",
+    POISON_ERROR: "failure.poison",
+}
+
+
+def too_large_note(texts: Texts = ENGLISH) -> str:
+    """Said instead of the image when it cannot fit the channel's upload limit."""
+    return texts("result.too_large")
+
+
+def result_embed(job: JobSnapshot, texts: Texts = ENGLISH) -> discord.Embed:
     """Prompt, negative prompt, seeds, steps, sampler, CFG, size, model and job id."""
     request = job.request
     embed = discord.Embed(description=shorten(request.prompt, 4000), colour=EMBED_COLOUR)
     if request.negative_prompt:
-        embed.add_field(name="Negative prompt", value=shorten(request.negative_prompt, 1000), inline=False)
+        embed.add_field(
+            name=texts("embed.negative"), value=shorten(request.negative_prompt, 1000), inline=False
+        )
     seeds = [image.seed for image in job.images] or request.seeds
-    embed.add_field(name="Seed" if len(seeds) == 1 else "Seeds", value=", ".join(map(str, seeds)))
-    embed.add_field(name="Steps", value=str(request.steps))
-    embed.add_field(name="Sampler", value=request.sampler)
-    embed.add_field(name="CFG scale", value=f"{request.cfg_scale:g}")
+    embed.add_field(
+        name=texts("embed.seed" if len(seeds) == 1 else "embed.seeds"), value=", ".join(map(str, seeds))
+    )
+    embed.add_field(name=texts("embed.steps"), value=str(request.steps))
+    embed.add_field(name=texts("embed.sampler"), value=request.sampler)
+    embed.add_field(name=texts("embed.cfg"), value=f"{request.cfg_scale:g}")
     size = job.images[0] if job.images else request
-    embed.add_field(name="Size", value=f"{size.width}×{size.height}")
-    model = job.model_name or request.model or "default"
-    embed.add_field(name="Model", value=f"{model} [{job.model_hash}]" if job.model_hash else model)
+    embed.add_field(name=texts("embed.size"), value=f"{size.width}×{size.height}")
+    model = job.model_name or request.model or texts("embed.default_model")
+    embed.add_field(
+        name=texts("embed.model"), value=f"{model} [{job.model_hash}]" if job.model_hash else model
+    )
     if request.strength is not None:
-        embed.add_field(name="Strength", value=f"{request.strength:g}")
-    footer = f"Job #{job.id} · by {job.owner_name}"
+        embed.add_field(name=texts("embed.strength"), value=f"{request.strength:g}")
+    footer = texts("embed.footer", job_id=job.id, owner=job.owner_name)
     if job.parent_id is not None:
-        footer += f" · from #{job.parent_id}"
+        footer += texts("embed.footer_parent", parent=job.parent_id)
     embed.set_footer(text=footer)
     return embed
 

@@ -1,31 +1,138 @@
-"""Starting the bot: one process with the embedded GPU worker."""
+"""Starting the bot: one process with the embedded GPU worker.
+
+Start-up checks before anything reaches Discord: the settings, the data folder and database
+(upgraded), the device, and the default model, loaded (a Hub model is downloaded then). Any of
+them failing stops ``main.py run`` with one line naming the setting and exit status 2. Discord
+itself may be unreachable for a while (a network still coming up): the bot says so on one line
+and tries again until it can log in.
+"""
 
 from __future__ import annotations
 
 import asyncio
 import logging
 import signal
+import sys
+from collections.abc import Iterator
+from contextlib import contextmanager
 from typing import TYPE_CHECKING
 
+import aiohttp
+
 from bot.settings import DiscordSettings
-from pipeline.settings import Settings
+from pipeline.domain.text import one_line
+from pipeline.errors import DeviceError, ModelError, PipelineError, StoreError
+from pipeline.settings import Settings, SettingsError
 
 if TYPE_CHECKING:
     from bot.client import NankeBot
+    from pipeline.app import App
 
 log = logging.getLogger(__name__)
 
+RETRY_DELAYS_S = (5, 10, 20, 30, 60)
+"""How long to wait between tries to reach Discord at start (then every minute)."""
+PROBE_TIMEOUT_S = 15.0
 
-async def start_bot(settings: Settings, discord_settings: DiscordSettings, token: str) -> None:
+
+class StartupFailure(Exception):
+    """``main.py run`` cannot start; ``line`` names the setting and what was wrong, on one line."""
+
+    def __init__(self, line: str) -> None:
+        super().__init__(line)
+        self.line = line
+
+
+async def start_bot(
+    settings: Settings, discord_settings: DiscordSettings, token: str, *, load_model: bool = True
+) -> None:
     """Run the bot until it is closed (the tests start it this way, inside their event loop)."""
+    import discord
+
     from bot.client import NankeBot, point_discord_py_at
-    from pipeline.app import App
 
     point_discord_py_at(discord_settings.discord_api_base, discord_settings.discord_gateway_url)
-    app = await asyncio.to_thread(App(settings).open)
+    with held_back_info():
+        app = await asyncio.to_thread(prepare, settings, load_model=load_model)
+    # nanke has no voice features: discord.py's notice that voice is unavailable is noise
+    discord.VoiceClient.warn_nacl = discord.VoiceClient.warn_dave = False
+    await wait_for_discord(discord_settings.discord_api_base)
     async with NankeBot(app, discord_settings) as bot:
         _close_on_signals(bot)
         await bot.start(token)
+
+
+def prepare(settings: Settings, *, load_model: bool = True) -> App:
+    """The application, opened, with its default model loaded; :class:`StartupFailure` if not."""
+    from pipeline.app import App
+    from pipeline.engine.quiet import quiet_libraries
+
+    quiet_libraries(live=sys.stderr.isatty())
+    try:
+        app = App(settings).open()
+        if load_model:
+            log.info("loading the default model %s", settings.model)
+            engine = app.engines.engine_for(None)
+            if "compile" in settings.gpu_tuning:
+                log.info("compiling the UNet for the common batch shapes (a minute or more)")
+                engine.warm_up()
+            log.info("model %s is ready on %s", engine.model.name, engine.device)
+    except SettingsError as error:
+        raise StartupFailure("; ".join(error.problems)) from error
+    except ModelError as error:
+        raise StartupFailure(f"NANKE_MODEL: {one_line(str(error))}") from error
+    except DeviceError as error:
+        raise StartupFailure(f"NANKE_DEVICE / NANKE_DTYPE: {one_line(str(error))}") from error
+    except StoreError as error:
+        raise StartupFailure(f"DATABASE_URL: {one_line(str(error))}") from error
+    except PipelineError as error:
+        raise StartupFailure(one_line(str(error))) from error
+    return app
+
+
+@contextmanager
+def held_back_info() -> Iterator[None]:
+    """Hold the log's lines below WARNING back until the block succeeds: a start that fails says
+    only its one error line; one that succeeds shows what it did."""
+    held: list[logging.LogRecord] = []
+
+    class Hold(logging.Filter):
+        def filter(self, record: logging.LogRecord) -> bool:
+            if record.levelno < logging.WARNING:
+                held.append(record)
+                return False
+            return True
+
+    hold = Hold()
+    handlers = list(logging.getLogger().handlers)
+    for handler in handlers:
+        handler.addFilter(hold)
+    try:
+        yield
+    finally:
+        for handler in handlers:
+            handler.removeFilter(hold)
+    for record in held:  # only reached when the block succeeded
+        for handler in handlers:
+            if record.levelno >= handler.level:
+                handler.handle(record)
+
+
+async def wait_for_discord(api_base: str) -> None:
+    """Return once Discord's API answers at all; until then, one line per try and a pause."""
+    attempt = 0
+    while True:
+        try:
+            timeout = aiohttp.ClientTimeout(total=PROBE_TIMEOUT_S)
+            async with aiohttp.ClientSession(timeout=timeout) as session, session.get(f"{api_base}/gateway"):
+                return
+        except (aiohttp.ClientError, asyncio.TimeoutError, OSError) as error:
+            delay = RETRY_DELAYS_S[min(attempt, len(RETRY_DELAYS_S) - 1)]
+            log.warning(
+                "cannot reach Discord at %s (%s); trying again in %d s", api_base, _reason(error), delay
+            )
+            attempt += 1
+            await asyncio.sleep(delay)
 
 
 def _close_on_signals(bot: NankeBot) -> None:
@@ -55,14 +162,23 @@ def run_bot(settings: Settings, discord_settings: DiscordSettings, token: str) -
     redact_logs(token)
     try:
         asyncio.run(start_bot(settings, discord_settings, token))
+    except StartupFailure as failure:
+        log.error("%s", failure.line)
+        return 2
     except discord.LoginFailure:
-        log.error(
-            "Discord refused the token: check DISCORD_TOKEN (Bot → Reset Token in the developer portal)"
-        )
+        log.error("DISCORD_TOKEN: Discord refused the token (Bot → Reset Token in the developer portal)")
         return 2
     except discord.PrivilegedIntentsRequired:
         log.error("Discord refused a privileged intent; nanke needs none: update nanke")
         return 2
+    except (aiohttp.ClientError, ConnectionError, asyncio.TimeoutError) as error:
+        log.error("lost the connection to Discord while starting (%s); start nanke again", _reason(error))
+        return 1
     except KeyboardInterrupt:
         log.info("stopped")
     return 0
+
+
+def _reason(error: BaseException) -> str:
+    text = one_line(str(error))
+    return f"{type(error).__name__}: {text}" if text else type(error).__name__

@@ -1,8 +1,8 @@
 """The composition root: everything nanke runs on, built from the settings and wired by construction.
 
 The command line and the bot share it, and it imports no discord.py. Each part is built on
-first use, so a command that needs only the model catalog opens no database, and every part
-is built once::
+first use, so a command that needs only the model catalog opens no database, one that only
+reads jobs loads no torch, and every part is built once::
 
     app = App(load_settings())
     job = app.jobs.submit(request, requester=Requester(name="local"))
@@ -12,25 +12,53 @@ is built once::
 from __future__ import annotations
 
 import logging
+import tempfile
 from functools import cached_property
+from pathlib import Path
+from typing import TYPE_CHECKING
 
-from pipeline.domain.models import ModelCatalog
-from pipeline.engine.pool import EnginePool
+from pipeline.domain.models.catalog import ModelCatalog
 from pipeline.engine.results import EngineOptions
-from pipeline.queue.executor import Executor, LocalExecutor
+from pipeline.errors import StoreError
+from pipeline.queue.doorbell import Doorbell
+from pipeline.queue.executor import Executor
 from pipeline.queue.jobs import JobService, JobStore
 from pipeline.queue.scheduler import FairScheduler
-from pipeline.queue.worker import Doorbell, JobRunner, Worker, WorkerEvents
-from pipeline.settings import Settings
+from pipeline.queue.worker import JobRunner, Worker, WorkerEvents
+from pipeline.settings import Settings, SettingsError
+
+if TYPE_CHECKING:
+    from pipeline.engine.pool import EnginePool
 
 log = logging.getLogger(__name__)
 
+AUTO_MAX_IMAGES = 16
+"""With NANKE_MAX_BATCH=auto: the most images in one batch, whatever the memory."""
+
+
+def ensure_writable(folder: Path, *, setting: str) -> None:
+    """Create ``folder`` if needed and check a file can be written there; else one line naming ``setting``."""
+    try:
+        folder.mkdir(parents=True, exist_ok=True)
+        with tempfile.TemporaryFile(dir=folder):
+            pass
+    except OSError as error:
+        why = error.strerror or type(error).__name__
+        raise SettingsError([f"{setting}: {str(folder)!r} cannot be written to ({why})"]) from None
+
 
 def engine_options(settings: Settings) -> EngineOptions:
-    """Memory options: the defaults suit a GPU with room to spare; NANKE_LOW_VRAM saves memory."""
+    """Memory options (the defaults suit a GPU with room to spare; NANKE_LOW_VRAM saves memory)
+    and the GPU speed-ups of NANKE_GPU_TUNING."""
     if not settings.low_vram:
-        return EngineOptions()
-    return EngineOptions(attention_slicing=True, vae_slicing=True, vae_tiling=True, cpu_offload=True)
+        return EngineOptions(tuning=settings.gpu_tuning)
+    return EngineOptions(
+        attention_slicing=True,
+        vae_slicing=True,
+        vae_tiling=True,
+        cpu_offload=True,
+        tuning=settings.gpu_tuning,
+    )
 
 
 class App:
@@ -44,8 +72,11 @@ class App:
     @cached_property
     def store(self) -> JobStore:
         """The database and the image files, as they are (see :attr:`jobs` for the upgraded schema)."""
-        self.settings.data_dir.mkdir(parents=True, exist_ok=True)
-        return JobStore.open(database_url=self.settings.database_url, image_dir=self.settings.image_dir)
+        ensure_writable(self.settings.data_dir, setting="NANKE_DATA_DIR")
+        try:
+            return JobStore.open(database_url=self.settings.database_url, image_dir=self.settings.image_dir)
+        except StoreError as error:
+            raise SettingsError([f"DATABASE_URL: {error}"]) from None
 
     @cached_property
     def catalog(self) -> ModelCatalog:
@@ -53,7 +84,7 @@ class App:
 
     @cached_property
     def scheduler(self) -> FairScheduler:
-        return FairScheduler(max_images=self.settings.max_batch)
+        return FairScheduler(max_images=self.settings.max_batch or AUTO_MAX_IMAGES)
 
     @cached_property
     def jobs(self) -> JobService:
@@ -70,6 +101,8 @@ class App:
     @cached_property
     def engines(self) -> EnginePool:
         """The loaded models (none is loaded until a job needs it); picks the device now."""
+        from pipeline.engine.pool import EnginePool
+
         return EnginePool(
             catalog=self.catalog,
             device=self.settings.device,
@@ -81,6 +114,8 @@ class App:
 
     @cached_property
     def executor(self) -> Executor:
+        from pipeline.queue.local_executor import LocalExecutor
+
         return LocalExecutor(self.engines)
 
     @cached_property
@@ -92,8 +127,16 @@ class App:
     def worker(self, events: WorkerEvents | None = None, *, poll_interval: float = 2.0) -> Worker:
         """A new GPU worker thread (not started) that tells ``events`` what happens; its caller
         starts and stops it."""
+        from pipeline.engine.devices import batch_pixel_budget
+
+        budget = batch_pixel_budget(self.engines.device) if self.settings.max_batch is None else None
         return Worker(
-            self.runner, self.scheduler, doorbell=self.doorbell, events=events, poll_interval=poll_interval
+            self.runner,
+            self.scheduler,
+            doorbell=self.doorbell,
+            events=events,
+            poll_interval=poll_interval,
+            batch_pixels=budget,
         )
 
     def open(self) -> App:

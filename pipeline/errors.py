@@ -6,21 +6,46 @@ in a terminal or in Discord; unexpected failures stay ordinary exceptions.
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from typing import Any
 
 
 class PipelineError(Exception):
-    """Base class of every error raised on purpose by ``pipeline``."""
+    """Base class of every error raised on purpose by ``pipeline``.
+
+    The message is English, for a terminal or a member as it is. ``key`` (optional) names what the
+    message says and ``params`` hold the values it is made of, so that a front door can say the same
+    in another language without reading the English: ``QueueFull(text, key="queue_full",
+    params={"unfinished": 3, "limit": 3})``. A front door that does not know ``key`` shows the message.
+    """
+
+    def __init__(
+        self, *args: object, key: str | None = None, params: Mapping[str, object] | None = None
+    ) -> None:
+        super().__init__(*args)
+        self.key = key
+        self.params: dict[str, object] = dict(params or {})
 
 
 class InvalidRequest(PipelineError, ValueError):
     """A request field (or a prompt flag) has a value nanke will not run.
 
-    ``field`` names the field or flag (``steps``, ``--ar``), ``value`` is what was given and
-    ``allowed`` says in words what would have been accepted.
+    ``field`` names the field or flag (``steps``, ``--ar``), ``value`` is what was given (``shown``:
+    as the message shows it) and ``allowed`` says in words what would have been accepted. ``key``
+    and ``params`` (see :class:`PipelineError`) name the reason and what would have been accepted
+    together (``"whole_number_out_of_range"`` with ``low`` and ``high``).
     """
 
-    def __init__(self, field: str, value: Any, allowed: str, *, reason: str | None = None) -> None:
+    def __init__(
+        self,
+        field: str,
+        value: Any,
+        allowed: str,
+        *,
+        reason: str | None = None,
+        key: str | None = None,
+        params: Mapping[str, object] | None = None,
+    ) -> None:
         self.field = field
         self.value = value
         self.allowed = allowed
@@ -31,8 +56,9 @@ class InvalidRequest(PipelineError, ValueError):
             shown = f"a {type(value).__name__} too large to show"
         if len(shown) > 60:
             shown = shown[:57] + "..."
+        self.shown = shown
         head = f"{field}: {shown} {reason}" if reason else f"{field}: {shown} is not allowed"
-        super().__init__(f"{head} (allowed: {allowed})")
+        super().__init__(f"{head} (allowed: {allowed})", key=key, params=params)
 
 
 class ModelError(PipelineError):
@@ -78,7 +104,11 @@ class JobNotFound(JobError, LookupError):
     """No job has this id (it never existed or was deleted)."""
 
     def __init__(self, job_id: int) -> None:
-        super().__init__(f"Job {job_id} no longer exists.")
+        super().__init__(
+            f"Job {job_id} was not found (it never existed, or it was deleted).",
+            key="job_not_found",
+            params={"job_id": job_id},
+        )
         self.job_id = job_id
 
 

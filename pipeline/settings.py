@@ -15,12 +15,13 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
 
-from pipeline.engine.device_names import DEVICE_CHOICES, DTYPE_CHOICES, is_device_name
+from pipeline.engine.device_names import DEVICE_CHOICES, DTYPE_CHOICES, TUNING_CHOICES, is_device_name
 
 log = logging.getLogger(__name__)
 
 DEFAULT_MODEL = "stable-diffusion-v1-5/stable-diffusion-v1-5"
 LOG_LEVELS = ("DEBUG", "INFO", "WARNING", "ERROR")
+EXAMPLE_DATABASE_URLS = "sqlite:///data/nanke.db or postgresql+psycopg://user:password@host/nanke"
 
 
 class SettingsError(Exception):
@@ -49,18 +50,24 @@ class Settings:
     """NANKE_DTYPE: auto (fp16 on CUDA, fp32 elsewhere), fp16, bf16 or fp32."""
     max_pixels: int = 1024 * 1024
     """NANKE_MAX_PIXELS: the largest width x height a member may ask for (upscales may be 4x this)."""
-    max_batch: int = 4
-    """NANKE_MAX_BATCH: the most images one GPU batch may hold."""
+    max_batch: int | None = None
+    """NANKE_MAX_BATCH: the most images one GPU batch may hold; ``None`` (``auto``, the default):
+    as many as the GPU's memory allows at the batch's size, up to 16."""
     max_queued_per_user: int = 3
     """NANKE_MAX_QUEUED_PER_USER: how many unfinished jobs one member may have."""
     upscaler_model: str | None = None
     """NANKE_UPSCALER: a dedicated upscaler (diffusers folder or Hub id of an SD x4 or x2 latent upscaler)."""
     low_vram: bool = False
     """NANKE_LOW_VRAM: trade speed for memory (attention and VAE slicing, tiled VAE, model CPU offload)."""
+    gpu_tuning: tuple[str, ...] = ()
+    """NANKE_GPU_TUNING: comma-separated GPU speed-ups to turn on (tf32, channels_last, fuse_qkv,
+    compile); each may change the last bits of some pixels, so none is on by default."""
     job_timeout_s: int = 1800
     """NANKE_JOB_TIMEOUT: seconds a job may generate before it is stopped and failed (0: no limit)."""
     log_level: str = "INFO"
     """NANKE_LOG_LEVEL: DEBUG, INFO, WARNING or ERROR."""
+    log_file: Path | None = None
+    """NANKE_LOG_FILE: also write the log to this file (rotated at 10 MB, five kept)."""
 
     @property
     def image_dir(self) -> Path:
@@ -88,20 +95,24 @@ def load_settings(
             reader.problem("NANKE_MODELS_DIR", models_dir_text, "is not a folder")
     else:
         models_dir = data_dir / "models" if (data_dir / "models").is_dir() else None
+    if data_dir.exists() and not data_dir.is_dir():
+        reader.problem("NANKE_DATA_DIR", str(data_dir), "is a file, not a folder")
     settings = Settings(
         data_dir=data_dir,
-        database_url=reader.text("DATABASE_URL", f"sqlite:///{(data_dir / 'nanke.db').as_posix()}"),
+        database_url=reader.database_url("DATABASE_URL", f"sqlite:///{(data_dir / 'nanke.db').as_posix()}"),
         model=reader.text("NANKE_MODEL", DEFAULT_MODEL),
         models_dir=models_dir,
         device=reader.device("NANKE_DEVICE"),
         dtype=reader.choice("NANKE_DTYPE", "auto", DTYPE_CHOICES),
         max_pixels=reader.integer("NANKE_MAX_PIXELS", 1024 * 1024, low=64 * 64, high=2048 * 2048),
-        max_batch=reader.integer("NANKE_MAX_BATCH", 4, low=1, high=64),
+        max_batch=reader.integer_or_auto("NANKE_MAX_BATCH", low=1, high=64),
         max_queued_per_user=reader.integer("NANKE_MAX_QUEUED_PER_USER", 3, low=1, high=1000),
         upscaler_model=reader.text("NANKE_UPSCALER", "") or None,
         low_vram=reader.flag("NANKE_LOW_VRAM"),
+        gpu_tuning=reader.names("NANKE_GPU_TUNING", TUNING_CHOICES),
         job_timeout_s=reader.integer("NANKE_JOB_TIMEOUT", 1800, low=0, high=7 * 24 * 3600),
         log_level=reader.choice("NANKE_LOG_LEVEL", "INFO", LOG_LEVELS, upper=True),
+        log_file=reader.path("NANKE_LOG_FILE"),
     )
     reader.check()
     return settings
@@ -166,12 +177,44 @@ class SettingsReader:
             return default
         return value
 
+    def integer_or_auto(self, name: str, *, low: int, high: int) -> int | None:
+        """A whole number, or ``None`` for ``auto`` (and when unset)."""
+        if self.text(name, "auto").lower() == "auto":
+            return None
+        return self.integer(name, low, low=low, high=high)
+
+    def names(self, name: str, allowed: tuple[str, ...]) -> tuple[str, ...]:
+        """A comma-separated list of some of ``allowed`` (empty when unset)."""
+        chosen = tuple(part.strip().lower() for part in self.text(name, "").split(",") if part.strip())
+        wrong = [part for part in chosen if part not in allowed]
+        if wrong:
+            self.problem(name, ",".join(wrong), f"is not one of {', '.join(allowed)}")
+            return ()
+        return chosen
+
     def flag(self, name: str) -> bool:
         value = self.text(name, "0").lower()
         if value not in ("0", "1", "true", "false", "yes", "no", "on", "off"):
             self.problem(name, value, "is not a yes/no value (1, 0, true, false, yes, no, on, off)")
             return False
         return value in ("1", "true", "yes", "on")
+
+    def path(self, name: str) -> Path | None:
+        value = self.text(name, "")
+        return Path(value).expanduser() if value else None
+
+    def database_url(self, name: str, default: str) -> str:
+        """A SQLAlchemy URL (whether its driver is installed is checked where it is opened)."""
+        from sqlalchemy.engine import make_url
+        from sqlalchemy.exc import ArgumentError
+
+        value = self.text(name, default)
+        try:
+            make_url(value)
+        except ArgumentError:
+            self.problem(name, value, f"is not a database URL (for example {EXAMPLE_DATABASE_URLS})")
+            return default
+        return value
 
     def url(self, name: str, default: str, schemes: tuple[str, ...]) -> str:
         value = self.text(name, default)

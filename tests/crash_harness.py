@@ -53,6 +53,7 @@ from tests.helpers_process import start_process, stop_process
 log = logging.getLogger(__name__)
 
 PROMPT = "a red fox in snow --steps 12 --size 96x96"
+SLOW_PROMPT = "a red fox in deep snow --steps 60 --size 192x192"
 MOMENTS: tuple[str, ...] = (
     "generating",
     "before a result upload is accepted",
@@ -156,18 +157,23 @@ class Harness:
             log=self.log_file,
         )
 
-    async def _send(self, count: int) -> None:
+    async def _send(self, count: int, *, prompt: str = PROMPT) -> None:
         for _ in range(max(0, count)):
             member = self.random.choice(self.members)
             command = await self.double.send_slash_command(
-                name="imagine", options={"prompt": PROMPT}, user=member
+                name="imagine", options={"prompt": prompt}, user=member
             )
             self.commands.append(command)
             await asyncio.sleep(self.random.uniform(0.0, 0.3))
 
     async def _kill_at(self, moment: str) -> None:
         if moment == "generating":
-            await self._until(lambda: self._running_jobs() > 0, timeout=MOMENT_TIMEOUT)
+            # Watch first, then ask for a job long enough to be caught while it runs
+            running = asyncio.create_task(
+                self._until(lambda: self._running_jobs() > 0, timeout=MOMENT_TIMEOUT)
+            )
+            await self._send(1, prompt=SLOW_PROMPT)
+            await running
             await self._kill(moment)
             return
         phase, accepts = HOLDS[moment]

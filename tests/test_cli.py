@@ -254,12 +254,12 @@ def test_a_bad_setting_is_named(session: Session) -> None:
     ]
 
 
-def test_a_missing_model_fails_the_job_it_made(session: Session) -> None:
+def test_a_missing_model_is_refused_without_leaving_a_job(session: Session) -> None:
     result = session.results["missing model"]
     assert result.returncode != 0
     [line] = error_lines(result)
-    assert line.startswith("error: job 1 failed: ") and "no-such-model" in line
-    assert session.missing.stored_jobs() == ["failed"]
+    assert line.startswith("error: model 'no-such-model' not found") and "available: tiny-sd" in line
+    assert session.missing.stored_jobs() == [], "nothing is stored for a model that is not there"
 
 
 # -- set-up commands ------------------------------------------------------------------------------
@@ -292,31 +292,32 @@ def test_help(session: Session, command: str) -> None:
         assert word in result.stdout, word
 
 
-# -- in this process: a job is never left queued when loading its model breaks --------------------
+# -- in this process: a job is never left queued or running when the command stops ---------------
 
 
-@pytest.mark.parametrize(
-    ("raised", "status"),
-    [
-        pytest.param(OSError("model.safetensors: Input/output error"), "failed", id="error"),
-        pytest.param(KeyboardInterrupt(), "cancelled", id="interrupted"),
-    ],
-)
-def test_imagine_fails_or_cancels_its_job_when_loading_the_model_raises(
-    tmp_path: Path,
-    tiny_model_dir: Path,
-    monkeypatch: pytest.MonkeyPatch,
-    raised: BaseException,
-    status: str,
-) -> None:
-    import main
-    from pipeline.engine.pool import EnginePool
-
+def _in_folder(tmp_path: Path, tiny_model_dir: Path, monkeypatch: pytest.MonkeyPatch) -> Folder:
     folder = folder_at(tmp_path, tiny_model_dir)
     for name in [name for name in os.environ if name.startswith("NANKE_") or name in UNSET]:
         monkeypatch.delenv(name)
     for name, value in folder.env.items():
         monkeypatch.setenv(name, value)
+    return folder
+
+
+@pytest.mark.parametrize(
+    "raised",
+    [
+        pytest.param(OSError("model.safetensors: Input/output error"), id="error"),
+        pytest.param(KeyboardInterrupt(), id="interrupted"),
+    ],
+)
+def test_imagine_stores_no_job_when_loading_the_model_breaks(
+    tmp_path: Path, tiny_model_dir: Path, monkeypatch: pytest.MonkeyPatch, raised: BaseException
+) -> None:
+    import main
+    from pipeline.engine.pool import EnginePool
+
+    folder = _in_folder(tmp_path, tiny_model_dir, monkeypatch)
 
     def engine_for(self: EnginePool, model: str | None) -> None:
         raise raised
@@ -328,8 +329,21 @@ def test_imagine_fails_or_cancels_its_job_when_loading_the_model_raises(
     else:
         assert main.main(["imagine", "a fox --size 64x64 --steps 1", "--out", str(tmp_path / "out")]) == 130
 
-    assert folder.stored_jobs() == [status]
-    if status == "failed":
-        with closing(sqlite3.connect(folder.data_dir / "nanke.db")) as connection:
-            [(error,)] = connection.execute("SELECT error FROM jobs")
-        assert error == "OSError: model.safetensors: Input/output error"
+    assert folder.stored_jobs() == [], "the model is loaded before a job is stored"
+
+
+def test_an_interrupted_imagine_cancels_its_running_job(
+    tmp_path: Path, tiny_model_dir: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import main
+    from pipeline.engine.core import Engine
+
+    folder = _in_folder(tmp_path, tiny_model_dir, monkeypatch)
+
+    def generate(self: Engine, *args: object, **kwargs: object) -> None:
+        raise KeyboardInterrupt  # Ctrl-C while it generates
+
+    monkeypatch.setattr(Engine, "generate", generate)
+    assert main.main(["imagine", "a fox --size 64x64 --steps 1", "--out", str(tmp_path / "out")]) == 130
+
+    assert folder.stored_jobs() == ["cancelled"], "not left running for the bot to find"

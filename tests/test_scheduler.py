@@ -72,3 +72,18 @@ def test_position_and_empty_queue() -> None:
 def test_max_images_must_be_positive() -> None:
     with pytest.raises(ValueError, match="max_images"):
         FairScheduler(max_images=0)
+
+
+def test_a_pixel_budget_keeps_a_batch_within_the_gpus_memory() -> None:
+    def job(n: int, size: int) -> QueuedJob:
+        request = GenerationRequest(prompt=f"p{n}", width=size, height=size, count=4, seed=n)
+        return QueuedJob(job_id=n, owner_id=n, request=request, created_at=T0 + timedelta(seconds=n))
+
+    scheduler = FairScheduler(max_images=16)
+    grids = [job(n, 512) for n in range(1, 6)]  # five 4-image grids at 512x512
+
+    assert [j.job_id for j in scheduler.next_batch(grids)] == [1, 2, 3, 4], "16 images at most"
+    budget = 8 * 512 * 512
+    assert [j.job_id for j in scheduler.next_batch(grids, max_pixels=budget)] == [1, 2]
+    big = [job(9, 1024)]  # 4 x 1024x1024 = 16 512-units: over the budget, but it runs alone
+    assert [j.job_id for j in scheduler.next_batch(big, max_pixels=budget)] == [9]

@@ -7,6 +7,7 @@ from pathlib import Path
 import pytest
 
 from bot.settings import load_bot_settings
+from pipeline.app import App
 from pipeline.settings import DEFAULT_MODEL, SettingsError, load_settings
 
 
@@ -100,3 +101,27 @@ def test_dotenv_file_is_read_and_environment_wins(tmp_path: Path, monkeypatch: p
     settings = load_settings(dotenv=env)
     assert settings.model == "from-dotenv"
     assert settings.device == "mps"
+
+
+def test_a_database_url_is_checked_and_its_password_never_shown(tmp_path: Path) -> None:
+    with pytest.raises(SettingsError) as caught:
+        load_settings({"NANKE_DATA_DIR": str(tmp_path), "DATABASE_URL": "garbage"})
+    [problem] = caught.value.problems
+    assert problem.startswith("DATABASE_URL: 'garbage' is not a database URL")
+    settings = load_settings(
+        {"NANKE_DATA_DIR": str(tmp_path), "DATABASE_URL": "postgresql+psycopg://me:s3cret@db/n"}
+    )
+    with pytest.raises(SettingsError) as caught:
+        App(settings).store  # noqa: B018 (opening it is the check)
+    [problem] = caught.value.problems
+    assert problem.startswith("DATABASE_URL: ") and "[postgres]" in problem
+    assert "s3cret" not in problem and "***" in problem
+    assert load_settings({"DATABASE_URL": f"sqlite:///{tmp_path}/x.db", "NANKE_DATA_DIR": str(tmp_path)})
+
+
+def test_a_data_dir_that_is_a_file_is_one_problem(tmp_path: Path) -> None:
+    a_file = tmp_path / "data"
+    a_file.write_text("not a folder")
+    with pytest.raises(SettingsError) as caught:
+        load_settings({"NANKE_DATA_DIR": str(a_file)})
+    assert caught.value.problems == [f"NANKE_DATA_DIR: {str(a_file)!r} is a file, not a folder"]

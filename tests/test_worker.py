@@ -19,9 +19,9 @@ from pipeline.domain.request import GenerationRequest
 from pipeline.engine.core import Engine
 from pipeline.engine.results import GenerationResult
 from pipeline.queue import worker as worker_module
-from pipeline.queue.executor import LocalExecutor
 from pipeline.queue.jobs import JobService
 from pipeline.queue.jobs import runs as runs_module
+from pipeline.queue.local_executor import LocalExecutor
 from pipeline.queue.reproduce import reproduce_job
 from storage import is_cancel_requested, start_job
 from tests.helpers_services import (
@@ -172,13 +172,18 @@ def test_in_a_shared_batch_only_the_cancelled_job_is_dropped(
 # -- failures -------------------------------------------------------------------------------------
 
 
-def test_a_missing_model_fails_the_job_with_a_clear_error(services: Services, tmp_path: Any) -> None:
+def test_a_missing_model_fails_the_job_with_a_clear_error(
+    services: Services, tmp_path: Any, caplog: pytest.LogCaptureFixture
+) -> None:
     events = Recorder()
     missing = tmp_path / "no-such-model"
     job = run_job(services, small_request(model=str(missing)), events=events)
 
     assert job.status == "failed"
-    assert job.error is not None and "no checkpoint found" in job.error and str(missing) in job.error
+    # The member sees a short message without the server's paths; the admin's log has the details
+    assert job.error == worker_module.MODEL_UNAVAILABLE and str(tmp_path) not in job.error
+    [warning] = [r for r in caplog.records if r.levelname == "WARNING" and "no checkpoint found" in r.message]
+    assert str(missing) in warning.message and "\n" not in warning.message
     assert job.images == ()
     assert events.finished_ids == [job.id]
     assert run_job(services, small_request()).status == "done", "the default model still works"

@@ -17,6 +17,7 @@ from bot.async_jobs import AsyncJobs
 from bot.buttons import JOB_ID, CustomId, Feature, JobButton, visible_job
 from bot.cogs.community import LikeButton, ShareButton, UseButton
 from bot.errors import NETWORK_ERRORS, JobGone, report_error
+from bot.i18n import ENGLISH, Texts, for_interaction
 from bot.interactions import destination_of, requester_of, viewer_of
 from pipeline.errors import JobNotFound, NotPermitted
 from pipeline.queue.jobs import JobSnapshot
@@ -66,7 +67,7 @@ class JobActions(Feature):
                 viewer=viewer_of(interaction),
             )
         except JobNotFound:
-            await report_error(interaction, JobGone(f"Job #{parent_id} was not found."))
+            await report_error(interaction, JobGone("error.job_gone", job_id=parent_id))
             return None
         except Exception as error:
             await report_error(interaction, error, job_id=parent_id)
@@ -77,11 +78,12 @@ class JobActions(Feature):
     async def cancel(self, interaction: discord.Interaction, *, job_id: int) -> None:
         await interaction.response.defer(ephemeral=True, thinking=True)
         job = await self.jobs.cancel(job_id, viewer=viewer_of(interaction))
+        texts = for_interaction(interaction)
         if job.status == "cancelled":
             await self.deliverer.deliver(job_id)
-            text = f"Job #{job_id} is cancelled."
+            text = texts("cancel.done", job_id=job_id)
         else:  # running: it stops at its next step, or finishes if it shares a batch with others
-            text = f"Job #{job_id} will stop at its next step."
+            text = texts("cancel.stopping", job_id=job_id)
         await interaction.followup.send(text, ephemeral=True)
 
     async def delete(self, interaction: discord.Interaction, *, job_id: int) -> None:
@@ -98,7 +100,9 @@ class JobActions(Feature):
                 await message.delete()
             except NETWORK_ERRORS as error:
                 log.info("could not delete message %d of job %d: %s", message.id, job_id, error)
-        await interaction.followup.send(f"Job #{job_id} and its images are deleted.", ephemeral=True)
+        await interaction.followup.send(
+            for_interaction(interaction)("delete.done", job_id=job_id), ephemeral=True
+        )
 
 
 # -- the buttons ----------------------------------------------------------------------------------
@@ -112,7 +116,7 @@ class UpscaleButton(JobButton, custom_ids=UPSCALE):
         super().__init__(
             job_id,
             discord.ui.Button(
-                label=label or f"U{index + 1}",
+                label=label or ENGLISH("button.upscale", number=index + 1),
                 style=discord.ButtonStyle.secondary,
                 custom_id=UPSCALE.format(job=job_id, index=index),
             ),
@@ -139,7 +143,7 @@ class VariationButton(JobButton, custom_ids=VARIATION):
         super().__init__(
             job_id,
             discord.ui.Button(
-                label=label or f"V{index + 1}",
+                label=label or ENGLISH("button.variation", number=index + 1),
                 style=discord.ButtonStyle.secondary,
                 custom_id=VARIATION.format(job=job_id, index=index, strength=strength),
             ),
@@ -176,7 +180,7 @@ class OwnerOnlyButton(JobButton):
     async def check(self, interaction: discord.Interaction) -> None:
         job = await visible_job(JobActions.of(interaction).jobs, interaction, self.job_id)
         if not job.manageable_by(viewer_of(interaction)):
-            raise NotPermitted(NotPermitted.MANAGE)
+            raise NotPermitted(NotPermitted.MANAGE, key="not_permitted")
 
 
 class CancelButton(OwnerOnlyButton, custom_ids=CANCEL):
@@ -222,26 +226,31 @@ BUTTONS: tuple[type[JobButton], ...] = (
 # -- the views ------------------------------------------------------------------------------------
 
 
-def result_view(job_id: int, image_count: int, *, likes: int = 0) -> discord.ui.View:
+def result_view(job_id: int, image_count: int, *, likes: int = 0, texts: Texts = ENGLISH) -> discord.ui.View:
     """The buttons under a finished job: U/V per image for grids; upscale/vary for singles; then
-    a row of ❤ (with the like count), 📌 Share and Use this prompt."""
+    a row of ❤ (with the like count), 📌 Share and Use this prompt. Labels in ``texts``' language."""
     view = discord.ui.View(timeout=None)
     if image_count > 1:
         for index in range(image_count):
-            view.add_item(UpscaleButton(job_id, index))
+            view.add_item(UpscaleButton(job_id, index, label=texts("button.upscale", number=index + 1)))
         view.add_item(RerollButton(job_id))
         for index in range(image_count):
-            view.add_item(VariationButton(job_id, index))
+            view.add_item(VariationButton(job_id, index, label=texts("button.variation", number=index + 1)))
         view.add_item(DeleteButton(job_id))
         _place_rows(view, image_count)
     else:
-        view.add_item(UpscaleButton(job_id, 0, label="Upscale (2x)"))
-        view.add_item(VariationButton(job_id, 0, "strong", label="Vary (Strong)"))
-        view.add_item(VariationButton(job_id, 0, "subtle", label="Vary (Subtle)"))
+        view.add_item(UpscaleButton(job_id, 0, label=texts("button.upscale_single")))
+        view.add_item(VariationButton(job_id, 0, "strong", label=texts("button.vary_strong")))
+        view.add_item(VariationButton(job_id, 0, "subtle", label=texts("button.vary_subtle")))
         view.add_item(RerollButton(job_id))
         view.add_item(DeleteButton(job_id))
     community_row = 2 if image_count > 1 else 1
-    for item in (LikeButton(job_id, likes), ShareButton(job_id), UseButton(job_id)):
+    community = (
+        LikeButton(job_id, likes),
+        ShareButton(job_id, label=texts("button.share")),
+        UseButton(job_id, label=texts("button.use")),
+    )
+    for item in community:
         item.row = community_row
         view.add_item(item)
     return view

@@ -16,6 +16,7 @@ from discord.ext import commands
 
 from bot.async_jobs import AsyncJobs
 from bot.errors import CheckRefused
+from bot.i18n import for_interaction
 
 if TYPE_CHECKING:
     from bot.client import NankeBot
@@ -37,23 +38,20 @@ class Admin(commands.GroupCog, group_name="admin", group_description="Control na
     async def interaction_check(self, interaction: discord.Interaction) -> bool:  # type: ignore[override]
         # default_permissions only hides the commands; the member's permissions decide.
         if interaction.guild_id is None or not interaction.permissions.manage_guild:
-            raise CheckRefused("Only members with Manage Server can do that.")
+            raise CheckRefused("admin.refused")
         return True
 
     @app_commands.command(name="pause", description="Hold this server's queued jobs until /admin resume")
     async def pause(self, interaction: discord.Interaction) -> None:
         assert interaction.guild_id is not None
         await self.jobs.moderation.pause(guild_id=interaction.guild_id)
-        await interaction.response.send_message(
-            "⏸️ The queue of this server is paused: new and queued jobs wait (running ones finish).",
-            ephemeral=True,
-        )
+        await interaction.response.send_message(for_interaction(interaction)("admin.paused"), ephemeral=True)
 
     @app_commands.command(name="resume", description="Run this server's queued jobs again")
     async def resume(self, interaction: discord.Interaction) -> None:
         assert interaction.guild_id is not None
         await self.jobs.moderation.resume(guild_id=interaction.guild_id)
-        await interaction.response.send_message("▶️ The queue of this server runs again.", ephemeral=True)
+        await interaction.response.send_message(for_interaction(interaction)("admin.resumed"), ephemeral=True)
 
     @app_commands.command(name="ban", description="Stop a member from asking nanke for images here")
     @app_commands.describe(member="Who", reason="Why (the member is told)")
@@ -67,10 +65,8 @@ class Admin(commands.GroupCog, group_name="admin", group_description="Control na
         banned = await self.jobs.moderation.ban(
             guild_id=interaction.guild_id, discord_id=member.id, reason=reason, banned_by=interaction.user.id
         )
-        text = (
-            f"🚫 {member.mention} can no longer ask for images here."
-            if banned
-            else (f"{member.mention} was already banned.")
+        text = for_interaction(interaction)(
+            "admin.banned" if banned else "admin.already_banned", member=member.mention
         )
         await interaction.response.send_message(
             text, ephemeral=True, allowed_mentions=discord.AllowedMentions.none()
@@ -81,10 +77,8 @@ class Admin(commands.GroupCog, group_name="admin", group_description="Control na
     async def unban(self, interaction: discord.Interaction, member: discord.User) -> None:
         assert interaction.guild_id is not None
         lifted = await self.jobs.moderation.unban(guild_id=interaction.guild_id, discord_id=member.id)
-        text = (
-            f"✅ {member.mention} may ask for images again."
-            if lifted
-            else f"{member.mention} was not banned."
+        text = for_interaction(interaction)(
+            "admin.unbanned" if lifted else "admin.not_banned", member=member.mention
         )
         await interaction.response.send_message(
             text, ephemeral=True, allowed_mentions=discord.AllowedMentions.none()

@@ -16,6 +16,7 @@ from bot import render
 from bot.async_jobs import AsyncJobs
 from bot.buttons import JOB_ID, CustomId, Feature, JobButton, visible_job
 from bot.errors import BotError, NotAllowed, report_error
+from bot.i18n import ENGLISH, Texts, for_interaction
 from pipeline.domain.prompt.flags import format_prompt
 from pipeline.errors import PipelineError
 from pipeline.queue.jobs import JobSnapshot
@@ -32,6 +33,9 @@ SHARE = CustomId("nk:share:{job}", job=JOB_ID)
 USE = CustomId("nk:use:{job}", job=JOB_ID)
 REMIX = CustomId("nk:remix:{job}", job=JOB_ID)
 PROMPT_INPUT_MAX = 2000
+MODAL_TITLE_LIMIT = 45
+INPUT_LABEL_LIMIT = 45
+"""Discord's longest modal title and text input label."""
 
 
 class Community(Feature):
@@ -59,8 +63,10 @@ class Community(Feature):
             await interaction.response.edit_message(view=view)
         else:
             await interaction.response.defer(ephemeral=True)
-        word = "You like" if liked else "You no longer like"
-        await interaction.followup.send(f"❤️ {word} #{job_id} ({count} ❤).", ephemeral=True)
+        text = for_interaction(interaction)(
+            "like.liked" if liked else "like.unliked", job_id=job_id, count=count
+        )
+        await interaction.followup.send(text, ephemeral=True)
 
     # -- 📌 ---------------------------------------------------------------------------------------
 
@@ -69,36 +75,40 @@ class Community(Feature):
         await interaction.response.defer(ephemeral=True, thinking=True)
         job = await visible_job(self.jobs, interaction, job_id)
         if job.private:
-            raise BotError("This job is private: private jobs are never showcased.")
+            raise BotError("share.private")
         if job.status != "done" or interaction.guild_id is None:
-            raise BotError("Only a finished image can be shared.")
+            raise BotError("share.unfinished")
         channel_id = await self.jobs.community.showcase_channel(guild_id=interaction.guild_id)
         if channel_id is None:
-            raise BotError(
-                "This server has no showcase channel yet; an admin can set one with /settings showcase."
-            )
+            raise BotError("share.no_channel")
         if not await self.jobs.community.claim_showcase(job_id, channel_id=channel_id):
-            raise BotError(f"Job #{job_id} is already in the showcase.")
+            raise BotError("share.already", job_id=job_id)
+        texts = for_interaction(interaction)
         try:
-            message = await self._post_showcase(interaction.client, job, channel_id)
+            message = await self._post_showcase(interaction.client, job, channel_id, texts)
         except BaseException:
             await self.jobs.community.release_showcase(job_id)
             raise
         await self.jobs.community.showcased(job_id, message_id=message.id)
-        await interaction.followup.send(f"📌 Shared #{job_id} in <#{channel_id}>.", ephemeral=True)
+        await interaction.followup.send(
+            texts("share.done", job_id=job_id, channel_id=channel_id), ephemeral=True
+        )
 
     async def _post_showcase(
-        self, client: discord.Client, job: JobSnapshot, channel_id: int
+        self, client: discord.Client, job: JobSnapshot, channel_id: int, texts: Texts
     ) -> discord.Message:
+        """The showcase post, in the language of the member who shared it."""
         channel = client.get_channel(channel_id) or await client.fetch_channel(channel_id)
         file = await self.deliverer.attachment(
             job, max_bytes=render.upload_limit(getattr(channel, "guild", None))
         )
         kwargs: dict[str, object] = {"file": file} if file is not None else {}
         return await channel.send(  # type: ignore[union-attr]
-            content=f"📌 {render.headline(job)}\nShared by {job.owner_name} · job #{job.id}",
-            embed=render.result_embed(job),
-            view=showcase_view(job.id, await self.jobs.community.like_count(job.id)),
+            content=texts(
+                "share.post", headline=render.headline(job, texts), owner=job.owner_name, job_id=job.id
+            ),
+            embed=render.result_embed(job, texts),
+            view=showcase_view(job.id, await self.jobs.community.like_count(job.id), texts=texts),
             allowed_mentions=discord.AllowedMentions.none(),
             **kwargs,  # type: ignore[arg-type]
         )
@@ -107,18 +117,22 @@ class Community(Feature):
 
     async def open_remix(self, interaction: discord.Interaction, *, job_id: int) -> None:
         job = await visible_job(self.jobs, interaction, job_id)
-        await interaction.response.send_modal(RemixModal(self.submitter, job))
+        await interaction.response.send_modal(RemixModal(self.submitter, job, for_interaction(interaction)))
 
 
 class RemixModal(discord.ui.Modal):
     """The prompt of a job and its flags, ready to edit; submitting queues a remix of the job."""
 
-    def __init__(self, submitter: Submitter, job: JobSnapshot) -> None:
-        super().__init__(title=f"Remix #{job.id}"[:45], custom_id=REMIX.format(job=job.id), timeout=15 * 60)
+    def __init__(self, submitter: Submitter, job: JobSnapshot, texts: Texts = ENGLISH) -> None:
+        super().__init__(
+            title=texts("remix.title", job_id=job.id)[:MODAL_TITLE_LIMIT],
+            custom_id=REMIX.format(job=job.id),
+            timeout=15 * 60,
+        )
         self.submitter = submitter
         self.job_id = job.id
         self.prompt: discord.ui.TextInput[RemixModal] = discord.ui.TextInput(
-            label="Prompt and flags",
+            label=texts("remix.prompt")[:INPUT_LABEL_LIMIT],
             style=discord.TextStyle.paragraph,
             default=format_prompt(job.request)[:PROMPT_INPUT_MAX],
             max_length=PROMPT_INPUT_MAX,
@@ -164,11 +178,14 @@ class LikeButton(JobButton, custom_ids=LIKE):
 class UseButton(JobButton, custom_ids=USE):
     """ "Use this prompt": a modal pre-filled with the job's prompt and flags queues a remix."""
 
-    def __init__(self, job_id: int, *, label: str = "Use this prompt") -> None:
+    def __init__(self, job_id: int, *, label: str | None = None) -> None:
         super().__init__(
             job_id,
             discord.ui.Button(
-                emoji="✍️", label=label, style=discord.ButtonStyle.secondary, custom_id=USE.format(job=job_id)
+                emoji="✍️",
+                label=label or ENGLISH("button.use"),
+                style=discord.ButtonStyle.secondary,
+                custom_id=USE.format(job=job_id),
             ),
         )
 
@@ -179,12 +196,12 @@ class UseButton(JobButton, custom_ids=USE):
 class ShareButton(JobButton, custom_ids=SHARE):
     """📌: post the job to the guild's showcase channel (once; its owner only, not moderators)."""
 
-    def __init__(self, job_id: int) -> None:
+    def __init__(self, job_id: int, *, label: str | None = None) -> None:
         super().__init__(
             job_id,
             discord.ui.Button(
                 emoji="📌",
-                label="Share",
+                label=label or ENGLISH("button.share"),
                 style=discord.ButtonStyle.secondary,
                 custom_id=SHARE.format(job=job_id),
             ),
@@ -193,7 +210,7 @@ class ShareButton(JobButton, custom_ids=SHARE):
     async def check(self, interaction: discord.Interaction) -> None:
         job = await visible_job(Community.of(interaction).jobs, interaction, self.job_id)
         if interaction.user.id != job.owner_discord_id:
-            raise NotAllowed("Only the person who made this image can share it.")
+            raise NotAllowed("share.owner_only")
 
     async def run(self, interaction: discord.Interaction) -> None:
         await Community.of(interaction).share(interaction, job_id=self.job_id)
@@ -203,11 +220,11 @@ BUTTONS: tuple[type[JobButton], ...] = (LikeButton, ShareButton, UseButton)
 """Registered in ``setup_hook`` (by :func:`setup`)."""
 
 
-def showcase_view(job_id: int, likes: int = 0) -> discord.ui.View:
+def showcase_view(job_id: int, likes: int = 0, *, texts: Texts = ENGLISH) -> discord.ui.View:
     """The buttons under a showcase post: ❤ and Use this prompt."""
     view = discord.ui.View(timeout=None)
     view.add_item(LikeButton(job_id, likes))
-    view.add_item(UseButton(job_id))
+    view.add_item(UseButton(job_id, label=texts("button.use")))
     return view
 
 

@@ -13,6 +13,7 @@ from bot.async_jobs import AsyncJobs
 from bot.buttons import Feature, visible_job
 from bot.cogs.actions import result_view
 from bot.errors import BotError
+from bot.i18n import ENGLISH, Texts, for_interaction
 
 if TYPE_CHECKING:
     from bot.client import NankeBot
@@ -38,16 +39,17 @@ class Gallery(Feature):
     async def show(self, interaction: discord.Interaction, job: app_commands.Range[int, 1]) -> None:
         # One quick read before deferring, so "not found" is a private answer, not a public one.
         snapshot = await visible_job(self.jobs, interaction, job)
+        texts = for_interaction(interaction)
         if snapshot.status != "done":
-            raise BotError(f"Job #{job} has no images ({snapshot.status}).")
+            raise BotError("show.no_images", job_id=job, status=texts(f"status.{snapshot.status}"))
         await interaction.response.defer(thinking=True)
         likes = await self.jobs.community.like_count(job)
         file = await self.deliverer.attachment(snapshot, max_bytes=interaction.filesize_limit)
         kwargs: dict[str, object] = {"file": file} if file is not None else {}
         await interaction.followup.send(
-            content=render.finished_text(snapshot),
-            embed=render.result_embed(snapshot),
-            view=result_view(snapshot.id, len(snapshot.images), likes=likes),
+            content=render.finished_text(snapshot, texts=texts),
+            embed=render.result_embed(snapshot, texts),
+            view=result_view(snapshot.id, len(snapshot.images), likes=likes, texts=texts),
             allowed_mentions=discord.AllowedMentions.none(),
             **kwargs,  # type: ignore[arg-type]
         )
@@ -62,23 +64,27 @@ class Gallery(Feature):
             job, guild_id=interaction.guild_id, viewer_id=interaction.user.id
         )
         await interaction.followup.send(
-            embed=info_embed(snapshot, children),
+            embed=info_embed(snapshot, children, for_interaction(interaction)),
             ephemeral=True,
             allowed_mentions=discord.AllowedMentions.none(),
         )
 
 
-def info_embed(job: JobSnapshot, children: list[int]) -> discord.Embed:
+def info_embed(job: JobSnapshot, children: list[int], texts: Texts = ENGLISH) -> discord.Embed:
     """The result embed, plus A1111's ``parameters`` text and the job's parent and children."""
-    embed = render.result_embed(job)
-    embed.title = f"Job #{job.id} · {job.kind} · {job.status}" + (" · 🔒 private" if job.private else "")
+    embed = render.result_embed(job, texts)
+    embed.title = texts(
+        "info.title", job_id=job.id, kind=texts(f"info.kind.{job.kind}"), status=texts(f"status.{job.status}")
+    ) + (texts("listing.private") if job.private else "")
     parameters = render.shorten(job.parameters_text(), CODE_LIMIT - 8).replace("```", "'''")
-    embed.add_field(name="Parameters (paste into the WebUI)", value=f"```\n{parameters}\n```", inline=False)
+    embed.add_field(name=texts("info.parameters"), value=f"```\n{parameters}\n```", inline=False)
     if job.parent_id is not None:
-        by = f" by {job.parent_owner_name}" if job.parent_owner_name else ""
-        embed.add_field(name="Parent", value=f"#{job.parent_id}{by}")
+        by = texts("info.parent_by", name=job.parent_owner_name) if job.parent_owner_name else ""
+        embed.add_field(name=texts("info.parent"), value=f"#{job.parent_id}{by}")
     if children:
-        embed.add_field(name="Children", value=render.shorten(", ".join(f"#{c}" for c in children), 1000))
+        embed.add_field(
+            name=texts("info.children"), value=render.shorten(", ".join(f"#{c}" for c in children), 1000)
+        )
     return embed
 
 

@@ -29,7 +29,8 @@ ASPECTS = {
     "9:16 tall": "9:16",
     "4:5 portrait": "4:5",
 }
-# Discord allows 25 choices; the common samplers come first.
+# Discord allows 25 choices; the common samplers come first. They keep A1111's names in every
+# language: the command catalogs translate the aspect choices only.
 SAMPLER_CHOICES = [app_commands.Choice(name=name, value=name) for name in SAMPLER_NAMES][:25]
 
 

@@ -24,6 +24,7 @@ from bot.async_jobs import AsyncJobs
 from bot.buttons import CustomId, Feature, RefusedButton
 from bot.cogs.community import LikeButton, UseButton
 from bot.errors import report_error
+from bot.i18n import Texts, for_interaction
 from pipeline.queue.jobs import ListedJob
 
 if TYPE_CHECKING:
@@ -37,13 +38,9 @@ THUMBNAIL_SIDE = 160
 """Four entries (a row of buttons each) and the page row: Discord's five rows."""
 MAX_KEY = 80
 """The longest search text: it travels in the page buttons' ``custom_id`` (100 characters)."""
-TITLES = {
-    "search": "🔎 Prompts matching “{key}”",
-    "top": "🏆 Top prompts ({key})",
-    "recent": "🕒 Recent prompts",
-    "by": "🎨 Prompts by {member}",
-    "history": "📜 Your jobs",
-}
+LISTINGS = ("search", "top", "recent", "by", "history")
+"""Every listing; its title is the text ``listing.<name>``."""
+PERIODS = ("day", "week", "month", "all")
 
 
 @dataclass(frozen=True)
@@ -86,9 +83,7 @@ class Listings(Feature):
 
     @prompts.command(name="top", description="The most liked and remixed prompts")
     @app_commands.describe(period="Made within the last day, week, month, or ever")
-    @app_commands.choices(
-        period=[app_commands.Choice(name=name, value=name) for name in ("day", "week", "month", "all")]
-    )
+    @app_commands.choices(period=[app_commands.Choice(name=name, value=name) for name in PERIODS])
     async def top(self, interaction: discord.Interaction, period: str = "week") -> None:
         await self.send(interaction, "top", period)
 
@@ -134,13 +129,14 @@ class Listings(Feature):
             for entry in entries
             if entry.job_id in thumbnails
         ]
-        title = TITLES[listing].format(key=key, member=f"<@{key}>")
+        texts = for_interaction(interaction)
+        title = _title(texts, listing, key)
         if not entries:
-            content = f"{title}\nNothing here yet." if number == 0 else f"{title}\nNo more results."
+            content = texts("listing.empty" if number == 0 else "listing.end", title=title)
         else:
-            content = f"{title} · page {number + 1}"
-        embeds = [_embed(entry, with_status=listing == "history") for entry in entries]
-        return Page(content, embeds, files, _view(entries, listing, number, key, more=more))
+            content = texts("listing.page", title=title, number=number + 1)
+        embeds = [_embed(entry, texts, with_status=listing == "history") for entry in entries]
+        return Page(content, embeds, files, _view(entries, listing, number, key, texts, more=more))
 
 
 class PageButton(discord.ui.DynamicItem[discord.ui.Button], template=PAGE.template):
@@ -184,8 +180,19 @@ def _valid_key(listing: str, key: str) -> bool:
     if listing == "by":
         return key.isdigit() and len(key) <= 20
     if listing == "top":
-        return key in ("day", "week", "month", "all")
-    return listing in TITLES and len(key) <= MAX_KEY
+        return key in PERIODS
+    return listing in LISTINGS and len(key) <= MAX_KEY
+
+
+def _title(texts: Texts, listing: str, key: str) -> str:
+    """A listing's title: the search text, the period or the member it is of."""
+    if listing == "search":
+        return texts("listing.search", text=key)
+    if listing == "top":
+        return texts("listing.top", period=texts(f"listing.period.{key}"))
+    if listing == "by":
+        return texts("listing.by", member=f"<@{key}>")
+    return texts(f"listing.{listing}")
 
 
 def _options(interaction: discord.Interaction, listing: str, key: str) -> dict[str, Any]:
@@ -201,27 +208,30 @@ def _options(interaction: discord.Interaction, listing: str, key: str) -> dict[s
     return guild
 
 
-def _embed(entry: ListedJob, *, with_status: bool) -> discord.Embed:
+def _embed(entry: ListedJob, texts: Texts, *, with_status: bool) -> discord.Embed:
     embed = discord.Embed(
         title=f"#{entry.job_id}",
         description=render.shorten(entry.prompt, 300),
         colour=render.EMBED_COLOUR,
         timestamp=entry.created_at,
     )
-    footer = f"by {entry.owner_name} · ❤ {entry.likes} · 🔁 {entry.remixes}"
+    footer = texts("listing.footer", owner=entry.owner_name, likes=entry.likes, remixes=entry.remixes)
     if with_status:
-        footer += f" · {entry.status}" + (" · 🔒 private" if entry.private else "")
+        status = texts(f"status.{entry.status}")
+        footer += f" · {status}" + (texts("listing.private") if entry.private else "")
     embed.set_footer(text=footer)
     if entry.image_path is not None:
         embed.set_thumbnail(url=f"attachment://{_thumbnail_name(entry)}")
     return embed
 
 
-def _view(entries: list[ListedJob], listing: str, number: int, key: str, *, more: bool) -> discord.ui.View:
+def _view(
+    entries: list[ListedJob], listing: str, number: int, key: str, texts: Texts, *, more: bool
+) -> discord.ui.View:
     view = discord.ui.View(timeout=None)
     for row, entry in enumerate(entries):
         for item in (
-            UseButton(entry.job_id, label=f"Use #{entry.job_id}"),
+            UseButton(entry.job_id, label=texts("button.use_job", job_id=entry.job_id)),
             LikeButton(entry.job_id, entry.likes),
         ):
             item.row = row

@@ -16,6 +16,7 @@ from discord import app_commands
 from bot import render
 from bot.async_jobs import AsyncJobs
 from bot.buttons import Feature
+from bot.i18n import ENGLISH, Texts, for_interaction
 from pipeline.queue.jobs import QueueEntry, QueueOverview
 
 if TYPE_CHECKING:
@@ -38,51 +39,62 @@ class Queue(Feature):
         await interaction.response.defer(ephemeral=True, thinking=True)
         overview = await self.jobs.overview()
         admin = interaction.guild_id is not None and interaction.permissions.manage_guild
-        text = queue_text(overview, viewer_id=interaction.user.id, guild_id=interaction.guild_id, admin=admin)
+        text = queue_text(
+            overview,
+            viewer_id=interaction.user.id,
+            guild_id=interaction.guild_id,
+            admin=admin,
+            texts=for_interaction(interaction),
+        )
         await interaction.followup.send(text, ephemeral=True, allowed_mentions=discord.AllowedMentions.none())
 
 
-def queue_text(overview: QueueOverview, *, viewer_id: int, guild_id: int | None, admin: bool) -> str:
+def queue_text(
+    overview: QueueOverview, *, viewer_id: int, guild_id: int | None, admin: bool, texts: Texts = ENGLISH
+) -> str:
     """The answer to /queue: the viewer's jobs (an admin: the server's), then the rest as counts."""
     entries = overview.entries
     if admin:
-        title = "📋 This server's jobs"
+        title = texts("queue.title_server")
         shown = [entry for entry in entries if entry.guild_id == guild_id]
     else:
-        title = "📋 Your jobs"
+        title = texts("queue.title_own")
         shown = [entry for entry in entries if entry.owner_discord_id == viewer_id]
     lines = [title]
-    lines += [_line(entry, with_owner=admin) for entry in shown[:SHOWN]]
+    lines += [_line(entry, texts, with_owner=admin) for entry in shown[:SHOWN]]
     if len(shown) > SHOWN:
-        lines.append(f"… and {len(shown) - SHOWN} more")
+        lines.append(texts("queue.more", count=len(shown) - SHOWN))
     if not shown:
-        lines.append("Nothing queued." if admin else "You have no jobs waiting or running.")
+        lines.append(texts("queue.nothing" if admin else "queue.nothing_own"))
     others = len(entries) - len(shown)
     if others:
-        lines.append(f"{others} other job(s) {'from other servers ' if admin else ''}are queued or running.")
+        lines.append(texts("queue.others_elsewhere" if admin else "queue.others", count=others))
     if overview.seconds_per_image is not None:
-        lines.append(f"Lately: about {overview.seconds_per_image:.1f} s per image.")
+        lines.append(texts("queue.speed", seconds=f"{overview.seconds_per_image:.1f}"))
     return render.shorten_lines(lines, 2000)
 
 
-def _line(entry: QueueEntry, *, with_owner: bool) -> str:
-    where = "🎨 running" if entry.status == "running" else f"⏳ position {entry.position}"
+def _line(entry: QueueEntry, texts: Texts, *, with_owner: bool) -> str:
+    if entry.status == "running":
+        where = texts("queue.running")
+    else:
+        where = texts("queue.position", position=entry.position)
     if entry.paused:
-        where += " (paused by an admin)"
-    due = f" · done in {_duration(entry.eta_s)}" if entry.eta_s is not None else ""
+        where += texts("queue.paused")
+    due = texts("queue.due", duration=_duration(entry.eta_s, texts)) if entry.eta_s is not None else ""
     owner = f" · {render.shorten(entry.owner_name, 32)}" if with_owner else ""
-    images = f"{entry.images} image{'s' if entry.images != 1 else ''}"
+    images = texts("queue.image" if entry.images == 1 else "queue.images", count=entry.images)
     return f"#{entry.job_id} {where}{due} · {images}{owner} · {render.shorten(entry.prompt, 60)}"
 
 
-def _duration(seconds: float) -> str:
+def _duration(seconds: float, texts: Texts) -> str:
     """About how long: ``45 s``, ``3 min``, ``1 h 5 min``."""
     if seconds < 90:
-        return f"about {max(1, round(seconds))} s"
+        return texts("duration.seconds", seconds=max(1, round(seconds)))
     minutes = round(seconds / 60)
     if minutes < 60:
-        return f"about {minutes} min"
-    return f"about {minutes // 60} h {minutes % 60} min"
+        return texts("duration.minutes", minutes=minutes)
+    return texts("duration.hours", hours=minutes // 60, minutes=minutes % 60)
 
 
 async def setup(bot: NankeBot) -> None:

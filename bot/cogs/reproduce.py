@@ -12,6 +12,7 @@ from discord import app_commands
 from bot import render
 from bot.buttons import Feature
 from bot.errors import BotError, retract
+from bot.i18n import for_interaction
 from pipeline.domain.metadata import read_parameters
 from pipeline.domain.metadata.imported import import_request
 from pipeline.domain.models import ModelCatalog
@@ -50,14 +51,11 @@ class Reproduce(Feature):
         name = render.shorten(image.filename, 80)
         try:
             if image.content_type not in IMAGE_TYPES or image.size > MAX_ATTACHMENT:
-                raise NoParameters(f"{name} is not a PNG, JPEG or WebP image nanke can read.")
+                raise NoParameters("reproduce.unreadable", name=name)
             data = await self._download(interaction, image)
             text = await asyncio.to_thread(read_parameters, data)
             if text is None:
-                raise NoParameters(
-                    f"{name} has no generation parameters (no A1111 PNG Info). Images re-saved by "
-                    "Discord, screenshots and most social sites lose them: use the original file."
-                )
+                raise NoParameters("reproduce.no_parameters", name=name)
             imported = import_request(text, catalog=self.catalog)
             request = self.submitter.validate(imported.request)
         except Exception as error:
@@ -65,12 +63,12 @@ class Reproduce(Feature):
                 await interaction.response.defer(thinking=True)
             await retract(interaction, error)
             return
-        # 2. Queue it like any /imagine, then say what could not be honoured.
+        # 2. Queue it like any /imagine, then say what could not be honoured (the notes are English).
         job = await self.submitter.start(interaction, request)
         if job is not None and imported.notes:
             listed = "\n".join(f"• {render.shorten(note, 150)}" for note in imported.notes[:10])
             await interaction.followup.send(
-                f"Job #{job.id} differs from the original:\n{listed}",
+                for_interaction(interaction)("reproduce.notes", job_id=job.id, notes=listed),
                 ephemeral=True,
                 allowed_mentions=discord.AllowedMentions.none(),
             )

@@ -11,6 +11,7 @@ from discord.ext import commands
 
 from bot.async_jobs import AsyncJobs
 from bot.errors import NotAllowed
+from bot.i18n import for_interaction
 
 if TYPE_CHECKING:
     from bot.client import NankeBot
@@ -34,13 +35,18 @@ class GuildSettingsCog(commands.GroupCog, group_name="settings", group_descripti
     ) -> None:
         # default_permissions only hides the command; the member's permissions decide.
         if not interaction.permissions.manage_guild:
-            raise NotAllowed("Only members with Manage Server can set the showcase channel.")
+            raise NotAllowed("settings.showcase_refused")
         assert interaction.guild_id is not None
         await interaction.response.defer(ephemeral=True, thinking=True)
         await self.jobs.community.set_showcase(
             guild_id=interaction.guild_id, channel_id=channel and channel.id
         )
-        text = f"📌 Shared images now go to {channel.mention}." if channel else "📌 The showcase is off."
+        texts = for_interaction(interaction)
+        text = (
+            texts("settings.showcase_on", channel=channel.mention)
+            if channel
+            else texts("settings.showcase_off")
+        )
         await interaction.followup.send(text, ephemeral=True)
 
     @app_commands.command(name="private", description="Make your new images private by default")
@@ -52,11 +58,7 @@ class GuildSettingsCog(commands.GroupCog, group_name="settings", group_descripti
             name=interaction.user.display_name,
             private=enabled,
         )
-        text = (
-            "🔒 Your new images are private by default (`--private` is implied)."
-            if enabled
-            else "🌐 Your new images are public by default (add `--private` to keep one out of listings)."
-        )
+        text = for_interaction(interaction)("settings.private_on" if enabled else "settings.private_off")
         await interaction.followup.send(text, ephemeral=True)
 
 

@@ -83,7 +83,9 @@ class GenerationRequest:
         """
         prompt = _text("prompt", self.prompt)
         if not prompt.strip():
-            raise InvalidRequest("prompt", prompt, "some text describing the image", reason="is empty")
+            raise InvalidRequest(
+                "prompt", prompt, "some text describing the image", reason="is empty", key="empty_prompt"
+            )
         negative_prompt = _text("negative_prompt", self.negative_prompt)
         for name, value in (("width", self.width), ("height", self.height)):
             _check_int(name, value, MIN_SIDE, MAX_SIDE)
@@ -100,6 +102,8 @@ class GenerationRequest:
                 f"{self.width}x{self.height}",
                 f"at most {max_pixels:,} pixels",
                 reason=f"has {self.width * self.height:,} pixels",
+                key="too_many_pixels",
+                params={"pixels": f"{self.width * self.height:,}", "max": f"{max_pixels:,}"},
             )
         _check_int("steps", self.steps, MIN_STEPS, MAX_STEPS)
         _check_float("cfg_scale", self.cfg_scale, MIN_CFG, MAX_CFG)
@@ -203,14 +207,40 @@ def _text(name: str, value: object) -> str:
 def _check_int(name: str, value: object, low: int, high: int) -> None:
     if isinstance(value, bool) or not isinstance(value, int):
         raise InvalidRequest(
-            name, value, f"a whole number from {low} to {high}", reason="is not a whole number"
+            name,
+            value,
+            f"a whole number from {low} to {high}",
+            reason="is not a whole number",
+            key="not_whole_number",
+            params={"low": low, "high": high},
         )
     if not low <= value <= high:
-        raise InvalidRequest(name, value, f"{low} to {high}", reason="is out of range")
+        raise InvalidRequest(
+            name,
+            value,
+            f"{low} to {high}",
+            reason="is out of range",
+            key="out_of_range",
+            params={"low": low, "high": high},
+        )
 
 
 def _check_float(name: str, value: object, low: float, high: float) -> None:
     if isinstance(value, bool) or not isinstance(value, (int, float)) or value != value:
-        raise InvalidRequest(name, value, f"a number from {low:g} to {high:g}", reason="is not a number")
+        raise InvalidRequest(
+            name,
+            value,
+            f"a number from {low:g} to {high:g}",
+            reason="is not a number",
+            key="not_a_number",
+            params={"low": f"{low:g}", "high": f"{high:g}"},
+        )
     if not low <= value <= high:
-        raise InvalidRequest(name, value, f"{low:g} to {high:g}", reason="is out of range")
+        raise InvalidRequest(
+            name,
+            value,
+            f"{low:g} to {high:g}",
+            reason="is out of range",
+            key="out_of_range",
+            params={"low": f"{low:g}", "high": f"{high:g}"},
+        )

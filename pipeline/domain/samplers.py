@@ -81,7 +81,12 @@ def canonical_sampler(name: str, schedule_type: str | None = None, *, field_name
         return _BY_KEY[key]
     except KeyError:
         raise InvalidRequest(
-            field_name, name, ", ".join(SAMPLER_NAMES), reason="is not a sampler nanke knows"
+            field_name,
+            name,
+            ", ".join(SAMPLER_NAMES),
+            reason="is not a sampler nanke knows",
+            key="unknown_sampler",
+            params={"samplers": ", ".join(SAMPLER_NAMES)},
         ) from None
 
 

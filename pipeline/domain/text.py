@@ -95,3 +95,8 @@ def _refusal(field: str, text: str, index: int) -> InvalidRequest:
 def too_long_for_a_number(text: str) -> bool:
     """True when ``text`` is longer than :data:`MAX_NUMBER_CHARS`: refuse it before converting it."""
     return len(text) > MAX_NUMBER_CHARS
+
+
+def one_line(text: str) -> str:
+    """``text`` with its lines joined by spaces: a message or a log entry that stays one line."""
+    return " ".join(part.strip() for part in text.splitlines() if part.strip())

@@ -41,6 +41,7 @@ from pipeline.engine.results import (
     ModelLike,
     StepProgress,
 )
+from pipeline.engine.tuning import apply_tuning
 from pipeline.errors import BlackImageError, Cancelled, DeviceError, InvalidRequest, OutOfMemory
 
 log = logging.getLogger(__name__)
@@ -106,12 +107,12 @@ class Engine:
         if device.type == "cuda" and device.index is None:
             device = torch.device("cuda", torch.cuda.current_device())
         dtype = dtype if dtype is not None else pipe.unet.dtype
-        if device.type == "cpu" and dtype in _HALF_DTYPES:
+        self.options = options or EngineOptions()
+        if device.type == "cpu" and dtype in _HALF_DTYPES and not self.options.allow_half_on_cpu:
             raise DeviceError(
                 f"dtype: {dtype} on the cpu is not supported (slow or missing half-precision kernels); "
                 "use float32 (pipeline.engine.devices.pick_dtype chooses it)"
             )
-        self.options = options or EngineOptions()
         offload = self.options.cpu_offload
         if offload and device.type != "cuda":
             log.warning("cpu_offload: ignored on %s (it only helps on a CUDA GPU)", device)
@@ -127,6 +128,7 @@ class Engine:
         pipe.set_progress_bar_config(disable=True)
         if self.options.attention_slicing:
             pipe.enable_attention_slicing()
+        tuning = apply_tuning(pipe, device, self.options.tuning)
 
         # 3. Keep what every batch builds from
         self.model = model
@@ -135,8 +137,11 @@ class Engine:
         self.dtype = dtype
         self.offload = offload
         self.environment = describe_environment(device, dtype)
+        if tuning:
+            self.environment["tuning"] = ",".join(tuning)
         self._scheduler_config = pipe.scheduler.config
         self._img2img_pipe: Any = None
+        self._vae32: Any = None
         self._memory_savers = False
         self._lock = threading.Lock()
         log.info(
@@ -152,6 +157,13 @@ class Engine:
     @property
     def architecture(self) -> str:
         return self.model.architecture
+
+    def warm_up(self, counts: Sequence[int] = (1, 4)) -> None:
+        """Generate throw-away images at the default size once per batch size in ``counts``, so a
+        compiled UNet (NANKE_GPU_TUNING=compile) has compiled those shapes before members ask."""
+        for count in counts:
+            request = GenerationRequest(prompt="warm-up", steps=2, seed=0, count=min(count, 4))
+            self.generate([request] * max(1, count // 4))
 
     # -- the main call --------------------------------------------------------------------------
 
@@ -511,9 +523,9 @@ class Engine:
         return self._vae_decode_once(latents, float32=float32)
 
     def _vae_decode_once(self, latents: torch.Tensor, *, float32: bool) -> torch.Tensor:
-        vae = self.pipe.vae
+        vae = self._float32_vae() if float32 and self.pipe.vae.dtype != torch.float32 else self.pipe.vae
         original = vae.dtype
-        upcast = float32 and original != torch.float32
+        upcast = float32 and original != torch.float32  # only with model CPU offload (see _float32_vae)
         if upcast:
             vae.to(dtype=torch.float32)
         try:
@@ -531,6 +543,26 @@ class Engine:
         finally:
             if upcast:
                 vae.to(dtype=original)
+
+    def _float32_vae(self) -> Any:
+        """A float32 copy of the half-precision VAE, made once, to decode with.
+
+        Casting the VAE to float32 and back around every decode (diffusers' ``force_upcast``) costs
+        two passes over its weights per batch; the copy holds the same values (the half ones,
+        widened), so its images are identical. Its tiling and slicing follow the VAE's. With model
+        CPU offload the VAE moves between devices, so it is cast around the decode instead.
+        """
+        vae = self.pipe.vae
+        if self.offload:
+            return vae
+        if self._vae32 is None:
+            import copy
+
+            self._vae32 = copy.deepcopy(vae).to(dtype=torch.float32)
+            log.info("decoding in float32 with a copy of the VAE (its config asks for float32)")
+        self._vae32.use_tiling = vae.use_tiling
+        self._vae32.use_slicing = vae.use_slicing
+        return self._vae32
 
 
 def _fit_image(image: Image.Image, width: int, height: int) -> Image.Image:

@@ -1,4 +1,4 @@
-"""The names of devices and dtypes a setting may give, without importing torch.
+"""The names of devices, dtypes and GPU speed-ups a setting may give, without importing torch.
 
 The settings check these at start; :mod:`pipeline.engine.devices` turns them into torch's.
 """
@@ -15,3 +15,7 @@ def is_device_name(text: str) -> bool:
     if not colon:
         return base in DEVICE_CHOICES and base != "cuda:N"
     return base == "cuda" and index.isdigit()
+
+
+TUNING_CHOICES: tuple[str, ...] = ("tf32", "channels_last", "fuse_qkv", "compile")
+"""GPU speed-ups NANKE_GPU_TUNING may turn on (CUDA only; see :mod:`pipeline.engine.tuning`)."""

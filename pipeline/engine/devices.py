@@ -169,3 +169,18 @@ def free_memory(device: torch.device) -> None:
         torch.cuda.empty_cache()
     elif device.type == "mps" and _mps_available():
         torch.mps.empty_cache()
+
+
+BATCH_IMAGES_BY_MEMORY: tuple[tuple[float, int], ...] = ((40.0, 16), (20.0, 8), (10.0, 4), (0.0, 2))
+"""(GB of GPU memory, 512x512 images per batch): what fits beside an SD 1.5 model in fp16."""
+CPU_BATCH_IMAGES = 4
+
+
+def batch_pixel_budget(device: torch.device) -> int:
+    """How many pixels one batch may hold on ``device``: 512x512 images by the GPU's memory
+    (an SDXL image of 1024x1024 counts as four)."""
+    images = CPU_BATCH_IMAGES
+    if device.type == "cuda" and torch.cuda.is_available():
+        total_gb = torch.cuda.get_device_properties(device).total_memory / 1024**3
+        images = next(count for floor, count in BATCH_IMAGES_BY_MEMORY if total_gb >= floor)
+    return images * 512 * 512

@@ -11,10 +11,10 @@ import logging
 
 import torch
 
+from pipeline.engine.results import BLACK_LEVEL
+
 log = logging.getLogger(__name__)
 
-BLACK_LEVEL = 4 / 255
-"""An image whose brightest channel value (0..1) is at most this is treated as black."""
 
 FP16_FIX_VAE = "madebyollin/sdxl-vae-fp16-fix"
 

@@ -9,9 +9,10 @@ from typing import Any, Protocol
 from PIL import Image
 
 from pipeline.domain.request import GenerationRequest
-from pipeline.engine.guards import BLACK_LEVEL
 
 ARCHITECTURES: tuple[str, ...] = ("sd1", "sd2", "sdxl")
+BLACK_LEVEL = 4 / 255
+"""An image whose brightest channel value (0..1) is at most this is treated as black."""
 
 
 class ModelLike(Protocol):
@@ -49,6 +50,11 @@ class EngineOptions:
     tile_vae_above_pixels: int | None = 1024 * 1024
     cpu_offload: bool = False
     black_level: float = BLACK_LEVEL
+    tuning: tuple[str, ...] = ()
+    """GPU speed-ups to turn on (see :mod:`pipeline.engine.tuning`)."""
+    allow_half_on_cpu: bool = False
+    """For tests only: run float16/bfloat16 on the CPU (slow, and some kernels are missing), so the
+    half-precision code paths are covered on machines without a GPU."""
 
     def __post_init__(self) -> None:
         if self.tile_vae_above_pixels is not None and self.tile_vae_above_pixels < 1:

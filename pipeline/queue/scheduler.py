@@ -60,8 +60,13 @@ class FairScheduler:
             ordered.extend(_round_robin(by_priority[priority], last_served))
         return ordered
 
-    def next_batch(self, queued: Iterable[QueuedJob]) -> list[QueuedJob]:
-        """The jobs to run next: the head of the fair order and the compatible jobs that fit."""
+    def next_batch(self, queued: Iterable[QueuedJob], *, max_pixels: int | None = None) -> list[QueuedJob]:
+        """The jobs to run next: the head of the fair order and the compatible jobs that fit.
+
+        A batch holds at most ``max_images`` images and, with ``max_pixels``, at most that many
+        pixels in all (what the GPU's memory allows); the head always runs, even when it alone is
+        over (the engine splits a batch that does not fit).
+        """
         ordered = self.order(queued)
         if not ordered:
             return []
@@ -69,10 +74,15 @@ class FairScheduler:
         key = head.request.batch_key()
         batch = [head]
         images = head.request.count
+        pixels = _pixels(head)
         for job in ordered[1:]:
-            if job.request.batch_key() == key and images + job.request.count <= self.max_images:
-                batch.append(job)
-                images += job.request.count
+            if job.request.batch_key() != key or images + job.request.count > self.max_images:
+                continue
+            if max_pixels is not None and pixels + _pixels(job) > max_pixels:
+                continue
+            batch.append(job)
+            images += job.request.count
+            pixels += _pixels(job)
         return batch
 
     def served(self, jobs: Sequence[QueuedJob]) -> None:
@@ -88,6 +98,10 @@ class FairScheduler:
             if job.job_id == job_id:
                 return place
         return None
+
+
+def _pixels(job: QueuedJob) -> int:
+    return job.request.count * job.request.width * job.request.height
 
 
 def _round_robin(jobs: Sequence[QueuedJob], last_served: dict[int, float]) -> list[QueuedJob]:

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import json
 import logging
+import os
 import threading
 import time
 from collections.abc import Sequence
@@ -18,8 +19,10 @@ from concurrent.futures import Future, ThreadPoolExecutor
 from PIL import Image
 
 from pipeline.domain.metadata import format_infotext, write_png
+from pipeline.domain.text import one_line
 from pipeline.engine.results import GenerationResult, StepProgress
-from pipeline.errors import PipelineError
+from pipeline.errors import ModelError, PipelineError
+from pipeline.queue.doorbell import Doorbell
 from pipeline.queue.executor import Executor, Failed, Generated, Stopped, Task
 from pipeline.queue.jobs import ImageFile, JobService, JobSnapshot
 from pipeline.queue.scheduler import FairScheduler
@@ -27,7 +30,15 @@ from pipeline.queue.scheduler import FairScheduler
 log = logging.getLogger(__name__)
 
 CANCEL_POLL_S = 0.5
+ENCODERS = ThreadPoolExecutor(max_workers=min(4, os.cpu_count() or 1), thread_name_prefix="nanke-png")
+"""The threads that encode finished images as PNG, shared by every runner."""
 INTERNAL_ERROR = "Something went wrong while generating; the admin can find the details in the log."
+MODEL_UNAVAILABLE = "This model cannot be used right now; the admin can find why in the log."
+TIME_LIMIT_ERROR = (
+    "This job ran longer than this server's limit of {limit_s:g} s and was stopped; "
+    "try fewer images, fewer steps or a smaller size."
+)
+"""The failure of a job stopped by NANKE_JOB_TIMEOUT (a front door may translate these reasons)."""
 
 
 class WorkerEvents:
@@ -38,13 +49,6 @@ class WorkerEvents:
 
     def finished(self, job_id: int) -> None:
         """``job_id`` is done, failed or cancelled, and its row says so."""
-
-
-class Doorbell(threading.Event):
-    """Rung when a job is queued, so the worker looks at the queue at once instead of at its next poll."""
-
-    def ring(self, _job_id: int | None = None) -> None:
-        self.set()
 
 
 Finished = tuple[int, GenerationResult]
@@ -119,8 +123,15 @@ class JobRunner:
         return ready, images
 
     def _fail_all(self, job_ids: Sequence[int], error: Exception, events: WorkerEvents) -> None:
-        """Record ``error`` on every job: its own words for known errors, a pointer to the log otherwise."""
-        if isinstance(error, PipelineError):
+        """Record ``error`` on every job: its own words for known errors, a pointer to the log otherwise.
+
+        A model that cannot be loaded is the admin's business: its details (paths, causes) go to
+        the log, and the job says only that the model is unavailable.
+        """
+        if isinstance(error, ModelError):
+            log.warning("jobs %s: %s", list(job_ids), one_line(str(error)))
+            self._record_each(job_ids, error=MODEL_UNAVAILABLE, events=events)
+        elif isinstance(error, PipelineError):
             self._record_each(job_ids, error=str(error), events=events)
         else:
             log.error("jobs %s failed unexpectedly", list(job_ids), exc_info=error)
@@ -136,18 +147,27 @@ class JobRunner:
                 log.exception("job %d could not be recorded as failed", job_id)
 
     def save(self, finished: Sequence[Finished], *, events: WorkerEvents | None = None) -> None:
-        """Encode every image (PNG with A1111 parameters), store it, then mark the jobs done."""
+        """Encode every image (PNG with A1111 parameters), store it, then mark the jobs done.
+
+        The PNGs of the whole batch are encoded side by side (zlib lets go of the interpreter
+        lock), each job's results written as soon as its own images are ready.
+        """
         events = events or WorkerEvents()
-        for job_id, result in finished:
+        encoding = [
+            [
+                ENCODERS.submit(_encoded, result, image.index, image.seed, image.image)
+                for image in result.images
+            ]
+            for _, result in finished
+        ]
+        for (job_id, result), files in zip(finished, encoding, strict=True):
             try:
                 if self.jobs.runs.cancel_requested(job_id):
                     self._record_each([job_id], cancelled=True, events=events)
                     continue
                 self.jobs.runs.finish(
                     job_id,
-                    images=[
-                        _encoded(result, image.index, image.seed, image.image) for image in result.images
-                    ],
+                    images=[file.result() for file in files],
                     model_name=result.model_name,
                     model_hash=result.model_hash,
                     environment_json=_environment_json(result),
@@ -235,10 +255,7 @@ class _CancelPoll:
 
 
 def _too_long(limit_s: float | None) -> str:
-    return (
-        f"This job ran longer than this server's limit of {limit_s:g} s and was stopped; "
-        "try fewer images, fewer steps or a smaller size."
-    )
+    return TIME_LIMIT_ERROR.format(limit_s=limit_s)
 
 
 class Worker:
@@ -256,9 +273,12 @@ class Worker:
         doorbell: Doorbell | None = None,
         events: WorkerEvents | None = None,
         poll_interval: float = 2.0,
+        batch_pixels: int | None = None,
     ) -> None:
         self.runner = runner
         self.scheduler = scheduler
+        self.batch_pixels = batch_pixels
+        """The most pixels one batch may hold (what the GPU's memory allows); ``None``: no limit."""
         self.events = events or WorkerEvents()
         self.poll_interval = poll_interval
         self._wake = doorbell if doorbell is not None else Doorbell()
@@ -304,7 +324,7 @@ class Worker:
 
     def run_once(self) -> bool:
         """Run the next batch if there is one; ``True`` when something ran."""
-        batch = self.scheduler.next_batch(self.runner.jobs.runnable())
+        batch = self.scheduler.next_batch(self.runner.jobs.runnable(), max_pixels=self.batch_pixels)
         if not batch:
             return False
         self.scheduler.served(batch)

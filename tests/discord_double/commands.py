@@ -2,8 +2,8 @@
 
 from __future__ import annotations
 
-import re
-from collections.abc import Iterable, Mapping
+import unicodedata
+from collections.abc import Callable, Iterable, Mapping
 from typing import Any
 
 from .clock import Snowflakes
@@ -12,43 +12,134 @@ CHAT_INPUT = 1
 SUB_COMMAND = 1
 SUB_COMMAND_GROUP = 2
 
-_NAME = re.compile(r"^[-_\w]{1,32}$")
+LOCALES = frozenset(
+    (
+        "id",
+        "da",
+        "de",
+        "en-GB",
+        "en-US",
+        "es-ES",
+        "es-419",
+        "fr",
+        "hr",
+        "it",
+        "lt",
+        "hu",
+        "nl",
+        "no",
+        "pl",
+        "pt-BR",
+        "ro",
+        "fi",
+        "sv-SE",
+        "vi",
+        "tr",
+        "cs",
+        "el",
+        "bg",
+        "ru",
+        "uk",
+        "hi",
+        "th",
+        "zh-CN",
+        "ja",
+        "zh-TW",
+        "ko",
+    )
+)
+"""The locales Discord accepts as keys of ``name_localizations`` and ``description_localizations``."""
+_NAME_SCRIPTS = ((0x0900, 0x097F), (0x0E00, 0x0E7F))  # Devanagari, Thai
+
+
+def valid_name(name: str) -> bool:
+    r"""Discord's rule for a chat command's (or option's) name, localised or not:
+    ``^[-_\p{L}\p{N}\p{sc=Deva}\p{sc=Thai}]{1,32}$``, in lowercase where a letter has one."""
+    return (
+        1 <= len(name) <= 32
+        and name == name.lower()
+        and all(
+            char in "-_"
+            or unicodedata.category(char)[0] in "LN"
+            or any(low <= ord(char) <= high for low, high in _NAME_SCRIPTS)
+            for char in name
+        )
+    )
+
+
+def _text(text: str) -> bool:
+    return 1 <= len(text) <= 100
 
 
 def command_problems(command: Mapping[str, Any]) -> list[str]:
-    """What Discord would reject in a command (a subset of its checks: names, descriptions,
-    counts, required-before-optional, choices)."""
+    """What Discord would reject in a command (a subset of its checks: names, descriptions and
+    their localizations, counts, required-before-optional, choices)."""
     name = str(command.get("name", ""))
     if command.get("type", CHAT_INPUT) != CHAT_INPUT:
-        return [] if 1 <= len(name) <= 32 else [f"{name!r}: name must be 1-32 characters"]
+        problems = [] if 1 <= len(name) <= 32 else [f"{name!r}: name must be 1-32 characters"]
+        return problems + _localized(name, command, "name_localizations", lambda text: 1 <= len(text) <= 32)
     return _problems(name, command)
+
+
+def _localized(path: str, item: Mapping[str, Any], key: str, fits: Callable[[str], bool]) -> list[str]:
+    """Problems of ``item[key]``, a map of Discord locales to texts that must each ``fit``."""
+    localizations = item.get(key)
+    if localizations is None:
+        return []
+    if not isinstance(localizations, Mapping):
+        return [f"{path}: {key} must be an object of locales to texts"]
+    problems: list[str] = []
+    for locale, text in localizations.items():
+        if locale not in LOCALES:
+            problems.append(f"{path}: {key} has {locale!r}, not a Discord locale")
+        elif not isinstance(text, str) or not fits(text):
+            problems.append(f"{path}: {key}[{locale!r}] {text!r} is not allowed")
+    return problems
+
+
+def _names_in(options: list[Mapping[str, Any]], locale: str) -> list[Any]:
+    """The options' names as a member with ``locale`` sees them."""
+    return [(o.get("name_localizations") or {}).get(locale, o.get("name")) for o in options]
 
 
 def _problems(path: str, item: Mapping[str, Any]) -> list[str]:
     problems: list[str] = []
     name = str(item.get("name", ""))
-    if not _NAME.match(name) or name != name.lower():
+    if not valid_name(name):
         problems.append(f"{path}: name {name!r} must be 1-32 lowercase letters, digits, - or _")
-    if not 1 <= len(str(item.get("description", ""))) <= 100:
+    if not _text(str(item.get("description", ""))):
         problems.append(f"{path}: description must be 1-100 characters")
+    problems += _localized(path, item, "name_localizations", valid_name)
+    problems += _localized(path, item, "description_localizations", _text)
     options = list(item.get("options") or [])
     if len(options) > 25:
         problems.append(f"{path}: more than 25 options")
-    names = [o.get("name") for o in options]
-    if len(set(names)) != len(names):
-        problems.append(f"{path}: option names repeat")
+    locales = {locale for o in options for locale in (o.get("name_localizations") or {})}
+    for locale in (None, *sorted(locales)):
+        names = _names_in(options, locale) if locale else [o.get("name") for o in options]
+        if len(set(names)) != len(names):
+            problems.append(f"{path}: option names repeat{f' in {locale}' if locale else ''}")
     seen_optional = False
     for option in options:
         child = f"{path} {option.get('name')}"
         if option.get("type") in (SUB_COMMAND, SUB_COMMAND_GROUP):
             problems.extend(_problems(child, option))
             continue
-        if not _NAME.match(str(option.get("name", ""))):
+        if not valid_name(str(option.get("name", ""))):
             problems.append(f"{child}: bad option name")
-        if not 1 <= len(str(option.get("description", ""))) <= 100:
+        if not _text(str(option.get("description", ""))):
             problems.append(f"{child}: description must be 1-100 characters")
-        if len(option.get("choices") or []) > 25:
+        problems += _localized(child, option, "name_localizations", valid_name)
+        problems += _localized(child, option, "description_localizations", _text)
+        choices = list(option.get("choices") or [])
+        if len(choices) > 25:
             problems.append(f"{child}: more than 25 choices")
+        for choice in choices:
+            if not _text(str(choice.get("name", ""))):
+                problems.append(f"{child}: choice name {choice.get('name')!r} must be 1-100 characters")
+            problems += _localized(
+                f"{child} choice {choice.get('name')!r}", choice, "name_localizations", _text
+            )
         if option.get("required"):
             if seen_optional:
                 problems.append(f"{child}: required options must come before optional ones")

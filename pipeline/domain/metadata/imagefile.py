@@ -61,6 +61,10 @@ class EncodedImage:
 
 # -- writing ------------------------------------------------------------------------------------
 
+PNG_COMPRESS_LEVEL = 3
+"""zlib's level for stored PNGs: about twice as fast as Pillow's default 6, files a few per cent
+larger, pixels the same (PNG is lossless)."""
+
 
 def write_png(image: Image.Image, parameters: str) -> bytes:
     """``image`` as PNG with ``parameters`` in a ``tEXt`` chunk, or ``iTXt`` when not Latin-1."""
@@ -72,7 +76,7 @@ def write_png(image: Image.Image, parameters: str) -> bytes:
     else:
         info.add_text(PARAMETERS_KEY, parameters)
     buffer = io.BytesIO()
-    image.save(buffer, format="PNG", pnginfo=info)
+    image.save(buffer, format="PNG", pnginfo=info, compress_level=PNG_COMPRESS_LEVEL)
     return buffer.getvalue()
 
 

@@ -45,8 +45,10 @@ def read_checkpoint(path: Path) -> tuple[dict[str, tuple[int, ...]], dict[str, s
                 return shapes, dict(handle.metadata() or {})
         state = _load_pickle(path)
     except Exception as exc:  # a truncated download, a pickle with foreign classes, ...
+        hint = " (a .safetensors copy of it avoids pickle issues)" if path.suffix.lower() == ".ckpt" else ""
+        first = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
         raise ModelLoadError(
-            f"cannot read the checkpoint {path}: {exc} (a .safetensors copy of it avoids pickle issues)"
+            f"cannot read the checkpoint {path}: {first}; it may be truncated or not a checkpoint{hint}"
         ) from exc
     while isinstance(state, dict) and isinstance(state.get("state_dict"), dict):
         state = state["state_dict"]

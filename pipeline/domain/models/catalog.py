@@ -120,7 +120,11 @@ class ModelCatalog:
         default = self._default_spec()
         spec = self._by_name(key) or (default if default and _key(default.name) == _key(key) else None)
         if spec is None:
-            raise ModelNotFound(self._not_found_message(key, None))
+            available = self.names()
+            raise ModelNotFound(
+                f"there is no model called {quoted(key)} here; available: "
+                f"{listing(available) if available else 'only the default model'}"
+            )
         return spec
 
     # -- internals ------------------------------------------------------------------------------

@@ -78,6 +78,7 @@ class _FlagSpec:
 
 _FLAG_RE = re.compile(r"(?:--|—)([A-Za-z][A-Za-z0-9_-]*)")
 _INT_RE = re.compile(r"\+?[0-9]+")
+_NEGATIVE_INT_RE = re.compile(r"-[0-9]+")
 _FLOAT_RE = re.compile(r"\+?(?:[0-9]+(?:\.[0-9]*)?|\.[0-9]+)")
 _RATIO_RE = re.compile(r"([0-9]+):([0-9]+)")
 _SIZE_RE = re.compile(r"([0-9]+)[xX×]([0-9]+)")
@@ -97,33 +98,47 @@ def _check_length(flag: str, value: str, allowed: str) -> None:
 
 def _whole_number(flag: str, value: str, low: int, high: int) -> int:
     allowed = f"a whole number from {low} to {high}"
+    bounds = {"low": low, "high": high}
     _check_length(flag, value, allowed)
+    if _NEGATIVE_INT_RE.fullmatch(value):
+        raise InvalidRequest(
+            flag, value, allowed, reason="is out of range", key="whole_number_out_of_range", params=bounds
+        )
     if not _INT_RE.fullmatch(value):
-        raise InvalidRequest(flag, value, allowed, reason="is not a whole number")
+        raise InvalidRequest(
+            flag, value, allowed, reason="is not a whole number", key="not_whole_number", params=bounds
+        )
     number = int(value)
     if not low <= number <= high:
-        raise InvalidRequest(flag, value, allowed, reason="is out of range")
+        raise InvalidRequest(
+            flag, value, allowed, reason="is out of range", key="whole_number_out_of_range", params=bounds
+        )
     return number
 
 
 def _number(flag: str, value: str, low: float, high: float) -> float:
     allowed = f"a number from {low:g} to {high:g}"
+    bounds = {"low": f"{low:g}", "high": f"{high:g}"}
     _check_length(flag, value, allowed)
     if not _FLOAT_RE.fullmatch(value):
-        raise InvalidRequest(flag, value, allowed, reason="is not a number")
+        raise InvalidRequest(
+            flag, value, allowed, reason="is not a number", key="not_a_number", params=bounds
+        )
     number = float(value)
     if not low <= number <= high:
-        raise InvalidRequest(flag, value, allowed, reason="is out of range")
+        raise InvalidRequest(
+            flag, value, allowed, reason="is out of range", key="number_out_of_range", params=bounds
+        )
     return number
 
 
 def _side(flag: str, value: str, number: int) -> None:
-    if not MIN_SIDE <= number <= MAX_SIDE or number % SIZE_MULTIPLE:
+    allowed = f"WxH, each side a multiple of {SIZE_MULTIPLE} from {MIN_SIDE} to {MAX_SIDE}"
+    if not MIN_SIDE <= number <= MAX_SIDE:
+        raise InvalidRequest(flag, value, allowed, reason="has a side out of range")
+    if number % SIZE_MULTIPLE:
         raise InvalidRequest(
-            flag,
-            value,
-            f"WxH, each side a multiple of {SIZE_MULTIPLE} from {MIN_SIDE} to {MAX_SIDE}",
-            reason="has a side out of range",
+            flag, value, allowed, reason=f"has a side that is not a multiple of {SIZE_MULTIPLE}"
         )
 
 
@@ -156,11 +171,16 @@ def _aspect(flag: str, value: str, defaults: GenerationRequest) -> dict[str, Any
     allowed = f"W:H in whole numbers such as 16:9, 3:2 or 2:3, from 1:{widest:g} to {widest:g}:1"
     _check_length(flag, value, allowed)
     match = _RATIO_RE.fullmatch(value)
+    widest_ratio = {"widest": f"{widest:g}"}
     if match is None or not int(match[1]) or not int(match[2]):
-        raise InvalidRequest(flag, value, allowed, reason="is not an aspect ratio")
+        raise InvalidRequest(
+            flag, value, allowed, reason="is not an aspect ratio", key="not_an_aspect", params=widest_ratio
+        )
     ratio_w, ratio_h = int(match[1]), int(match[2])
     if max(ratio_w, ratio_h) / min(ratio_w, ratio_h) > widest:
-        raise InvalidRequest(flag, value, allowed, reason="is too wide or too tall")
+        raise InvalidRequest(
+            flag, value, allowed, reason="is too wide or too tall", key="aspect_too_far", params=widest_ratio
+        )
     width, height = size_for_aspect(ratio_w, ratio_h, short_side=short_side)
     return {"width": width, "height": height}
 
@@ -170,7 +190,7 @@ def _size(flag: str, value: str, defaults: GenerationRequest) -> dict[str, Any]:
     _check_length(flag, value, allowed)
     match = _SIZE_RE.fullmatch(value)
     if match is None:
-        raise InvalidRequest(flag, value, allowed, reason="is not a size")
+        raise InvalidRequest(flag, value, allowed, reason="is not a size", key="not_a_size")
     width, height = int(match[1]), int(match[2])
     _side(flag, value, width)
     _side(flag, value, height)
@@ -284,7 +304,12 @@ def parse_prompt(text: str, *, defaults: GenerationRequest | None = None) -> Par
         spec = _BY_NAME.get(flag)
         if spec is None:
             raise InvalidRequest(
-                shorten(flag), words[index], ", ".join(KNOWN_FLAGS), reason="is not a flag nanke knows"
+                shorten(flag),
+                words[index],
+                ", ".join(KNOWN_FLAGS),
+                reason="is not a flag nanke knows",
+                key="unknown_flag",
+                params={"flags": ", ".join(KNOWN_FLAGS)},
             )
         end = index + 1
         while end < len(words) and _flag_name(words[end]) is None:
@@ -294,7 +319,14 @@ def parse_prompt(text: str, *, defaults: GenerationRequest | None = None) -> Par
         index = end
 
         if spec.name in seen and spec.name not in _REPEATABLE:
-            raise InvalidRequest(flag, value or flag, f"{spec.name} once", reason="is given twice")
+            raise InvalidRequest(
+                flag,
+                value or flag,
+                f"{spec.name} once",
+                reason="is given twice",
+                key="given_twice",
+                params={"flag": spec.name},
+            )
         seen[spec.name] = flag
         if spec.name == "--no":
             negatives.append(value or "")

@@ -43,6 +43,7 @@ from storage import (
     get_job,
     get_or_create_user,
     is_visible,
+    mark_cancelled,
     paused_guilds,
     queued_jobs,
     recent_runs,
@@ -103,14 +104,20 @@ class JobService:
             if requester.discord_id is not None and guild_id is not None:
                 reason = ban_reason(session, guild_id=guild_id, discord_id=requester.discord_id)
                 if reason is not None:
-                    raise Banned(f"An admin of this server stopped you from asking for images: {reason}")
+                    raise Banned(
+                        f"An admin of this server stopped you from asking for images: {reason}",
+                        key="banned",
+                        params={"reason": reason},
+                    )
             owner = get_or_create_user(session, discord_id=requester.discord_id, name=requester.name)
             if requester.discord_id is not None:
                 unfinished = count_unfinished_jobs(session, owner_id=owner.id)
                 if unfinished >= self.max_queued_per_user:
                     raise QueueFull(
                         f"You already have {unfinished} images on the way (the limit is "
-                        f"{self.max_queued_per_user}); wait for one to finish or cancel one with ❌."
+                        f"{self.max_queued_per_user}); wait for one to finish or cancel one with ❌.",
+                        key="queue_full",
+                        params={"unfinished": unfinished, "limit": self.max_queued_per_user},
                     )
             job = create_job(
                 session,
@@ -170,7 +177,11 @@ class JobService:
                 private=parent.private,
             )
         if parent.status != "done" or not 0 <= index < len(parent.images):
-            raise PipelineError(f"Job {parent_id} has no image {index + 1} to work from.")
+            raise PipelineError(
+                f"Job {parent_id} has no image {index + 1} to work from.",
+                key="no_image",
+                params={"job_id": parent_id, "image": index + 1},
+            )
         image = parent.images[index]
         if action == "upscale":
             request = derive.upscale(
@@ -289,7 +300,11 @@ class JobService:
         with self._store.session() as session:
             job = get_job(session, job_id=job_id)
             if job.status in FINISHED_STATUSES:
-                raise NotCancellable(f"Job {job_id} has already {FINISHED_WORDS[job.status]}.")
+                raise NotCancellable(
+                    f"Job {job_id} has already {FINISHED_WORDS[job.status]}.",
+                    key=f"not_cancellable.{job.status}",
+                    params={"job_id": job_id},
+                )
             cancel_job(session, job_id=job_id)
             session.flush()
             return JobSnapshot.of(job)
@@ -297,11 +312,14 @@ class JobService:
     def abandon(self, job_id: int, *, reason: str | None) -> None:
         """Whoever ran ``job_id`` gave up on it: cancel it (``reason=None``: interrupted) or fail it
         with ``reason``, so it is not left for the bot to run with nowhere to send it."""
-        if reason is None:
-            self.cancel(job_id)
-            return
         with self._store.session() as session:
-            if not get_job(session, job_id=job_id).finished:
+            job = get_job(session, job_id=job_id)
+            if job.finished:
+                return
+            if reason is None:
+                # Whoever gives up was running it: nobody else will stop it, so it stops now
+                mark_cancelled(session, job_id=job_id)
+            else:
                 fail_job(session, job_id=job_id, error=reason)
 
     def delete(self, job_id: int, *, viewer: Viewer | None = None) -> JobSnapshot:
@@ -317,4 +335,4 @@ class JobService:
 
     def _check_manageable(self, job_id: int, viewer: Viewer | None) -> None:
         if viewer is not None and not self.visible(job_id, viewer).manageable_by(viewer):
-            raise NotPermitted(NotPermitted.MANAGE)
+            raise NotPermitted(NotPermitted.MANAGE, key="not_permitted")

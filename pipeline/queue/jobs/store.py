@@ -14,11 +14,12 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
 
-from sqlalchemy.engine import make_url
+from sqlalchemy.engine import URL, make_url
+from sqlalchemy.exc import NoSuchModuleError
 from sqlalchemy.orm import Session
 
 from pipeline.errors import JobBusy, JobNotFound, StoreError
-from storage import Database, ImageStore, StorageError, StoredFile
+from storage import Database, ImageStore, StorageError, StoredFile, head_revision
 from storage import InvalidTransition as StorageInvalidTransition
 from storage import JobNotFound as StorageJobNotFound
 
@@ -34,8 +35,16 @@ class JobStore:
 
     @classmethod
     def open(cls, *, database_url: str, image_dir: Path) -> JobStore:
-        """Connect to ``database_url`` and the image folder; the schema is left as it is."""
-        return cls(Database(database_url), ImageStore(image_dir))
+        """Connect to ``database_url`` and the image folder; the schema is left as it is.
+
+        Raises :class:`~pipeline.errors.StoreError` when the URL names a database whose Python
+        driver is not installed, saying which to install.
+        """
+        try:
+            database = Database(database_url)
+        except (ImportError, NoSuchModuleError) as error:
+            raise StoreError(_driver_missing(make_url(database_url), error)) from None
+        return cls(database, ImageStore(image_dir))
 
     # -- units of work --------------------------------------------------------------------------
 
@@ -77,7 +86,15 @@ class JobStore:
 
     def revision(self) -> str | None:
         """The schema's revision, ``None`` for an empty database."""
-        return self._database.current_revision()
+        try:
+            return self._database.current_revision()
+        except StorageError as error:
+            raise StoreError(str(error)) from error
+
+    @staticmethod
+    def head_revision() -> str | None:
+        """The newest revision this code knows (what :meth:`upgrade` goes to)."""
+        return head_revision()
 
     @property
     def label(self) -> str:
@@ -87,3 +104,21 @@ class JobStore:
     def dispose(self) -> None:
         """Close the pooled connections."""
         self._database.dispose()
+
+
+POSTGRES_HINT = "pip install -e '.[postgres]' (psycopg)"
+
+
+def _driver_missing(url: URL, error: BaseException) -> str:
+    shown = url.render_as_string(hide_password=True)
+    if isinstance(error, NoSuchModuleError):
+        return f"{shown!r} names a database nanke does not know (use sqlite:///… or postgresql+psycopg://…)"
+    if url.get_backend_name() == "postgresql":
+        how = (
+            POSTGRES_HINT
+            if url.drivername == "postgresql+psycopg"
+            else f"write postgresql+psycopg://… and {POSTGRES_HINT}"
+        )
+    else:
+        how = "install its Python driver"
+    return f"{shown!r} needs a database driver that is not installed: {how}"
