@@ -376,7 +376,8 @@ def build_parser() -> argparse.ArgumentParser:
         "cleanly on Ctrl-C or SIGTERM (the running batch finishes first).",
         epilog="Needs DISCORD_TOKEN. Also read: NANKE_MODEL, NANKE_MODELS_DIR, NANKE_DATA_DIR, "
         "DATABASE_URL, NANKE_DEVICE, NANKE_DTYPE, NANKE_MAX_PIXELS, NANKE_MAX_BATCH, "
-        "NANKE_MAX_QUEUED_PER_USER, NANKE_JOB_TIMEOUT, NANKE_UPSCALER, NANKE_LOW_VRAM, NANKE_GUILD_IDS, "
+        "NANKE_MAX_QUEUED_PER_USER, NANKE_JOB_TIMEOUT, NANKE_UPSCALER, NANKE_SAFETY_CHECKER, NANKE_LOW_VRAM, "
+        "NANKE_GUILD_IDS, "
         "NANKE_LOG_LEVEL, NANKE_LOG_FILE (README: Configuration). `main.py doctor` checks them all.",
     )
     run.set_defaults(func=cmd_run, needs_discord=True)

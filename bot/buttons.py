@@ -25,7 +25,7 @@ from discord.ext import commands
 from bot.async_jobs import AsyncJobs
 from bot.errors import BotError, JobGone, report_error
 from bot.interactions import viewer_of
-from pipeline.errors import JobNotFound
+from pipeline.errors import JobNotFound, PipelineError
 from pipeline.queue.jobs import JobSnapshot
 
 CUSTOM_ID_LIMIT = 100
@@ -88,6 +88,34 @@ class Feature(commands.Cog):
         if not isinstance(cog, cls):
             raise RuntimeError(f"the {cls.__cog_name__} feature is not loaded")
         return cog
+
+
+class Gatekeeper(Feature):
+    """Turns away every command and click of a member an admin banned in the server (``/admin
+    ban``); members with Manage Server never are, so that they can always lift a ban."""
+
+    def __init__(self, *, jobs: AsyncJobs) -> None:
+        self.jobs = jobs
+
+    async def admit(self, interaction: discord.Interaction) -> None:
+        """Raise :class:`~pipeline.errors.Banned` when the member is barred where they are."""
+        if interaction.guild_id is None or interaction.permissions.manage_guild:
+            return
+        await self.jobs.moderation.refuse_banned(
+            guild_id=interaction.guild_id, discord_id=interaction.user.id
+        )
+
+
+async def admitted(interaction: discord.Interaction, *, quietly: bool = False) -> bool:
+    """Whether the member may use the bot here; a banned one is told why (privately), unless
+    ``quietly``."""
+    try:
+        await Gatekeeper.of(interaction).admit(interaction)
+    except PipelineError as error:
+        if not quietly:
+            await report_error(interaction, error)
+        return False
+    return True
 
 
 class RefusedButton(discord.ui.DynamicItem[discord.ui.Button], template=r"(?s).*"):
@@ -156,6 +184,8 @@ class JobButton(discord.ui.DynamicItem[discord.ui.Button], template=r"(?!)"):
         return {"job_id": int(match["job"])}
 
     async def interaction_check(self, interaction: discord.Interaction) -> bool:  # type: ignore[override]
+        if not await admitted(interaction):
+            return False
         try:
             await self.check(interaction)
         except Exception as error:

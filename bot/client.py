@@ -19,10 +19,11 @@ import logging
 from contextlib import suppress
 
 import discord
+from discord import app_commands
 from discord.ext import commands
 
 from bot.async_jobs import AsyncJobs
-from bot.buttons import unclaimed_buttons
+from bot.buttons import Gatekeeper, admitted, unclaimed_buttons
 from bot.cogs import actions, admin, community, gallery, imagine, listings, queue, reproduce
 from bot.cogs import settings as settings_commands
 from bot.delivery import Deliverer
@@ -51,6 +52,16 @@ def point_discord_py_at(api_base: str, gateway_url: str) -> None:
     discord.gateway.DiscordWebSocket.DEFAULT_GATEWAY = yarl.URL(gateway_url)
 
 
+class NankeTree(app_commands.CommandTree):
+    """The slash commands, each first checked against the server's bans."""
+
+    async def interaction_check(self, interaction: discord.Interaction) -> bool:
+        if interaction.type is discord.InteractionType.autocomplete:
+            # Suggestions cannot carry a message: a banned member just gets none
+            return await admitted(interaction, quietly=True)
+        return await admitted(interaction)
+
+
 class NankeBot(commands.Bot):
     """The bot. One process runs it and the embedded GPU worker; SQLite needs no other service.
 
@@ -63,6 +74,7 @@ class NankeBot(commands.Bot):
             intents=discord.Intents.none() | discord.Intents(guilds=True),
             allowed_mentions=discord.AllowedMentions.none(),
             help_command=None,
+            tree_cls=NankeTree,
         )
         self.app = app
         self.settings = settings
@@ -76,6 +88,7 @@ class NankeBot(commands.Bot):
         self._retry_task: asyncio.Task[None] | None = None
 
     async def setup_hook(self) -> None:
+        await self.add_cog(Gatekeeper(jobs=self.jobs))
         for feature in FEATURES:
             await feature.setup(self)
         self.add_dynamic_items(unclaimed_buttons())

@@ -36,6 +36,7 @@ from bot.errors import NETWORK_ERRORS
 from bot.i18n import Texts, for_guild, for_interaction
 from bot.posting import Found, Poster, token_invalid
 from pipeline.domain.metadata import UploadTooLarge
+from pipeline.domain.moderation import Showing, showing
 from pipeline.errors import JobNotFound
 from pipeline.queue.jobs import DeliverySnapshot, JobSnapshot
 
@@ -238,13 +239,15 @@ class Deliverer:
         else:
             content = render.failure_text(job, mention, texts=texts)
         limit = poster.upload_limit
+        shown = await self.showing(job, age_restricted=poster.delivery.age_restricted)
+        note = render.showing_note(shown, texts)
         while True:
             kwargs.pop("file", None)
-            kwargs["content"] = content
-            if job.status == "done":
-                file = await self.attachment(job, max_bytes=limit)
+            kwargs["content"] = content if note is None else f"{content}\n{note}"
+            if job.status == "done" and shown.shown:
+                file = await self.attachment(job, max_bytes=limit, showing=shown)
                 if file is None:
-                    kwargs["content"] = f"{content}\n{render.too_large_note(texts)}"
+                    kwargs["content"] = f"{kwargs['content']}\n{render.too_large_note(texts)}"
                 else:
                     kwargs["file"] = file
             try:
@@ -287,14 +290,31 @@ class Deliverer:
     def _poster(self, delivery: DeliverySnapshot) -> Poster:
         return Poster(self.client, delivery, now=self.now())
 
-    async def attachment(self, job: JobSnapshot, *, max_bytes: int) -> discord.File | None:
-        """The job's image (or grid) as an upload under ``max_bytes``; ``None`` if it has none or
-        it cannot fit (for /show and the showcase, which post a finished job again)."""
+    async def showing(self, job: JobSnapshot, *, age_restricted: bool) -> Showing:
+        """Which of the job's images a channel shows, and how: flagged images (adult content) only
+        in age-restricted channels; elsewhere withheld or behind a spoiler, as the server chose."""
+        flags = [image.flagged for image in job.images]
+        if age_restricted or not any(flags):
+            return showing(flags, age_restricted=True, action="withhold")
+        policy = await self.jobs.moderation.policy(guild_id=job.guild_id)
+        return showing(flags, age_restricted=False, action=policy.flagged_images)
+
+    async def attachment(
+        self, job: JobSnapshot, *, max_bytes: int, showing: Showing | None = None
+    ) -> discord.File | None:
+        """The job's image (or grid; with ``showing``, of the images it shows) as an upload under
+        ``max_bytes``; ``None`` if it has none or it cannot fit (for /show and the showcase, which
+        post a finished job again, too)."""
         images = await self.jobs.images.load(job)
+        if showing is not None:
+            images = [images[index] for index in showing.shown if index < len(images)]
         if not images:
             return None
+        spoiler = showing is not None and showing.spoiler
         try:
-            return await asyncio.to_thread(render.result_file, job, images, max_bytes=max_bytes)
+            return await asyncio.to_thread(
+                render.result_file, job, images, max_bytes=max_bytes, spoiler=spoiler
+            )
         except UploadTooLarge as error:
             log.warning("job %d: %s; posting it without the image", job.id, error)
             return None

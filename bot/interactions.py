@@ -6,6 +6,7 @@ from datetime import timedelta
 
 import discord
 
+from bot.errors import CheckRefused
 from pipeline.queue.jobs import Destination, Requester, Viewer
 
 TOKEN_LIFETIME = timedelta(minutes=15)
@@ -16,6 +17,13 @@ def requester_of(interaction: discord.Interaction) -> Requester:
     return Requester(name=interaction.user.display_name, discord_id=interaction.user.id)
 
 
+def age_restricted(interaction: discord.Interaction) -> bool:
+    """Whether Discord marks the channel of ``interaction`` age-restricted (a thread: its parent).
+    A channel the bot cannot tell about counts as not age-restricted."""
+    is_nsfw = getattr(interaction.channel, "is_nsfw", None)
+    return bool(is_nsfw()) if callable(is_nsfw) else False
+
+
 def destination_of(interaction: discord.Interaction) -> Destination:
     return Destination(
         channel_id=interaction.channel_id or 0,
@@ -24,7 +32,15 @@ def destination_of(interaction: discord.Interaction) -> Destination:
         interaction_token=interaction.token,
         token_expires_at=interaction.created_at + TOKEN_LIFETIME,
         upload_limit=interaction.filesize_limit,
+        age_restricted=age_restricted(interaction),
     )
+
+
+def require_manage_server(interaction: discord.Interaction) -> None:
+    """Raise :class:`~bot.errors.CheckRefused` unless the member has Manage Server where they are
+    (a command's default permissions only hide it; the member's own decide)."""
+    if interaction.guild_id is None or not interaction.permissions.manage_guild:
+        raise CheckRefused("admin.refused")
 
 
 def viewer_of(interaction: discord.Interaction) -> Viewer:

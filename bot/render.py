@@ -14,6 +14,7 @@ from PIL import Image
 from bot.i18n import ENGLISH, TEXTS, Texts
 from pipeline.domain.grid import Picture
 from pipeline.domain.metadata import encode_for_upload
+from pipeline.domain.moderation import Showing
 from pipeline.queue.jobs import JobSnapshot
 from pipeline.queue.jobs.runs import POISON_ERROR
 from pipeline.queue.worker import INTERNAL_ERROR, MODEL_UNAVAILABLE, TIME_LIMIT_ERROR
@@ -147,9 +148,14 @@ def result_embed(job: JobSnapshot, texts: Texts = ENGLISH) -> discord.Embed:
 
 
 def result_file(
-    job: JobSnapshot, images: Sequence[Image.Image], *, max_bytes: int = DEFAULT_UPLOAD_LIMIT
+    job: JobSnapshot,
+    images: Sequence[Image.Image],
+    *,
+    max_bytes: int = DEFAULT_UPLOAD_LIMIT,
+    spoiler: bool = False,
 ) -> discord.File:
-    """The job's image (a grid when it has several) as an upload that fits ``max_bytes``.
+    """The job's image (a grid when it has several) as an upload that fits ``max_bytes``
+    (``spoiler``: behind Discord's spoiler cover).
 
     The file carries A1111 ``parameters`` (the first image's, for a grid, as the WebUI does), in a
     PNG when it fits and otherwise in a high-quality WebP or JPEG.
@@ -157,7 +163,20 @@ def result_file(
     picture = Picture.of(images, job.parameters_text())
     encoded = encode_for_upload(picture.image, picture.parameters, max_bytes=max_bytes)
     stem = "grid" if picture.grid else "image"
-    return discord.File(io.BytesIO(encoded.data), filename=f"nanke-{job.id}-{stem}{encoded.suffix}")
+    return discord.File(
+        io.BytesIO(encoded.data), filename=f"nanke-{job.id}-{stem}{encoded.suffix}", spoiler=spoiler
+    )
+
+
+def showing_note(showing: Showing, texts: Texts = ENGLISH) -> str | None:
+    """Why some images are held back or covered in this channel (``None`` when none is)."""
+    if showing.withheld:
+        numbers = ", ".join(str(index + 1) for index in showing.withheld)
+        key = "result.withheld_all" if not showing.shown else "result.withheld"
+        return texts(key, images=numbers, count=len(showing.withheld))
+    if showing.spoiler:
+        return texts("result.spoiler")
+    return None
 
 
 def shorten(text: str, limit: int) -> str:

@@ -80,7 +80,9 @@ def prepare(settings: Settings, *, load_model: bool = True) -> App:
     except SettingsError as error:
         raise StartupFailure("; ".join(error.problems)) from error
     except ModelError as error:
-        raise StartupFailure(f"NANKE_MODEL: {one_line(str(error))}") from error
+        # The upscaler's and the safety check's errors name their own setting
+        said = one_line(str(error))
+        raise StartupFailure(said if said.startswith("NANKE_") else f"NANKE_MODEL: {said}") from error
     except DeviceError as error:
         raise StartupFailure(f"NANKE_DEVICE / NANKE_DTYPE: {one_line(str(error))}") from error
     except StoreError as error:

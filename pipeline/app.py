@@ -110,6 +110,7 @@ class App:
             cache_dir=self.settings.cache_dir,
             options=engine_options(self.settings),
             upscaler=self.settings.upscaler_model,
+            safety_checker=self.settings.safety_checker,
         )
 
     @cached_property
@@ -141,8 +142,10 @@ class App:
 
     def open(self) -> App:
         """Build what a long-running process needs before it starts: the upgraded database, the
-        device and the runner (a wrong setting fails here, not at the first job)."""
+        device, the runner and the image safety check (a wrong setting fails here, not at the
+        first job)."""
         _ = self.jobs, self.engines, self.runner
+        self.engines.checker()
         return self
 
     def close(self) -> None:

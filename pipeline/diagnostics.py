@@ -50,6 +50,7 @@ def run_checks(settings: Settings) -> Iterator[Check]:
         ("data folder", lambda: [check_data_dir(settings)]),
         ("database", lambda: [check_database(settings)]),
         ("models", lambda: check_models(settings)),
+        ("safety check", lambda: check_safety(settings)),
         ("disk", lambda: [check_disk(settings)]),
     ):
         try:
@@ -200,6 +201,23 @@ def check_models(settings: Settings) -> Iterator[Check]:
             continue
         state = inspect_model(catalog.resolve(name))
         yield Check(f"model {name}", state.usable, state.detail, "replace or remove the file")
+
+
+def check_safety(settings: Settings) -> Iterator[Check]:
+    """Where NANKE_SAFETY_CHECKER points (loading it is left to the start, which fails if it cannot)."""
+    if not settings.safety_checker:
+        yield Check("image safety check", True, "off (NANKE_SAFETY_CHECKER is empty)")
+        return
+    from pipeline.engine.safety import locate
+    from pipeline.errors import ModelNotFound
+
+    try:
+        where = locate(settings.safety_checker)
+    except ModelNotFound as error:
+        yield Check("image safety check", False, _first_line(str(error)), "check NANKE_SAFETY_CHECKER")
+        return
+    source = "a folder" if where.local else "a Hub id, downloaded at the first start"
+    yield Check("image safety check", True, f"{settings.safety_checker} ({source})")
 
 
 def check_disk(settings: Settings) -> Check:

@@ -130,6 +130,15 @@ class Banned(JobError):
     """An admin barred the member from asking for images in this server."""
 
 
+class ContentRefused(JobError):
+    """The server's content rules refuse this: the words of a prompt, or adult content outside an
+    age-restricted channel."""
+
+
+class DailyLimitReached(JobError):
+    """The member already asked for as many images today as the server allows them."""
+
+
 class NotCancellable(JobError):
     """The job has already finished."""
 

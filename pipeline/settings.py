@@ -57,6 +57,9 @@ class Settings:
     """NANKE_MAX_QUEUED_PER_USER: how many unfinished jobs one member may have."""
     upscaler_model: str | None = None
     """NANKE_UPSCALER: a dedicated upscaler (diffusers folder or Hub id of an SD x4 or x2 latent upscaler)."""
+    safety_checker: str | None = None
+    """NANKE_SAFETY_CHECKER: an image safety classifier (folder or Hub id) run on every finished image;
+    off when empty."""
     low_vram: bool = False
     """NANKE_LOW_VRAM: trade speed for memory (attention and VAE slicing, tiled VAE, model CPU offload)."""
     gpu_tuning: tuple[str, ...] = ()
@@ -108,6 +111,7 @@ def load_settings(
         max_batch=reader.integer_or_auto("NANKE_MAX_BATCH", low=1, high=64),
         max_queued_per_user=reader.integer("NANKE_MAX_QUEUED_PER_USER", 3, low=1, high=1000),
         upscaler_model=reader.text("NANKE_UPSCALER", "") or None,
+        safety_checker=reader.text("NANKE_SAFETY_CHECKER", "") or None,
         low_vram=reader.flag("NANKE_LOW_VRAM"),
         gpu_tuning=reader.names("NANKE_GPU_TUNING", TUNING_CHOICES),
         job_timeout_s=reader.integer("NANKE_JOB_TIMEOUT", 1800, low=0, high=7 * 24 * 3600),

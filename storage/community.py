@@ -285,7 +285,9 @@ def _listing(*, visible_in: int) -> Select:
     (a command run outside a guild) is refused rather than read as "no filter"."""
     if visible_in is None:
         raise ValueError("guild_id: None (public listings are of one guild)")
-    return _columns().where(and_(Job.guild_id == visible_in, Job.private.is_(False), Job.status == "done"))
+    return _columns().where(
+        and_(Job.guild_id == visible_in, Job.private.is_(False), Job.flagged.is_(False), Job.status == "done")
+    )
 
 
 def _run(session: Session, query: Select, *, limit: int, offset: int) -> list[ListedJob]:

@@ -29,6 +29,7 @@ def create_delivery(
     interaction_token: str | None = None,
     token_expires_at: datetime | None = None,
     upload_limit: int | None = None,
+    age_restricted: bool = False,
 ) -> Delivery:
     """Record where the result of ``job_id`` goes (one delivery per job)."""
     delivery = Delivery(
@@ -39,6 +40,7 @@ def create_delivery(
         interaction_token=interaction_token,
         token_expires_at=token_expires_at,
         upload_limit=upload_limit,
+        age_restricted=age_restricted,
         status="pending",
         attempts=0,
         created_at=utcnow(),

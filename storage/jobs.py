@@ -33,6 +33,7 @@ class NewImage:
     sha256: str
     path: str
     size_bytes: int
+    flagged: bool = False
 
 
 def create_job(
@@ -49,6 +50,7 @@ def create_job(
     priority: int = 0,
     model_name: str | None = None,
     private: bool = False,
+    flagged: bool = False,
 ) -> Job:
     """Add a queued job; it has its id on return."""
     if kind not in JOB_KINDS:
@@ -65,6 +67,7 @@ def create_job(
         priority=priority,
         model_name=model_name,
         private=private,
+        flagged=flagged,
         status="queued",
         attempts=0,
         cancel_requested=False,
@@ -113,7 +116,13 @@ def finish_job(
     job.model_hash = model_hash
     job.environment_json = environment_json
     job.error = None
-    job.images.extend(Image(**asdict(image), created_at=job.finished_at) for image in images)
+    # Every image of an adult job (an NSFW prompt) is adult content, whatever the safety check said
+    adult = job.flagged
+    job.images.extend(
+        Image(**{**asdict(image), "flagged": image.flagged or adult}, created_at=job.finished_at)
+        for image in images
+    )
+    job.flagged = adult or any(image.flagged for image in images)
     session.flush()
     return job
 

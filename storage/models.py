@@ -103,6 +103,9 @@ class Job(Base):
     cancel_requested: Mapped[bool] = mapped_column(Boolean, default=False, server_default=false())
     private: Mapped[bool] = mapped_column(Boolean, default=False, server_default=false())
     """Kept out of every listing, search and showcase (only its owner finds it, in /history)."""
+    flagged: Mapped[bool] = mapped_column(Boolean, default=False, server_default=false())
+    """Adult content (an NSFW prompt allowed in an age-restricted channel, or an image the safety
+    check flagged): never in public listings or the showcase, never shown outside such channels."""
 
     owner: Mapped[User] = relationship(back_populates="jobs")
     parent: Mapped[Job | None] = relationship(back_populates="children", remote_side=[id])
@@ -144,6 +147,8 @@ class Image(Base):
     path: Mapped[str] = mapped_column(String(255))
     """Relative to the image store's root."""
     size_bytes: Mapped[int] = mapped_column(BigInteger)
+    flagged: Mapped[bool] = mapped_column(Boolean, default=False, server_default=false())
+    """The image safety check flagged this image."""
     created_at: Mapped[datetime] = _created_at()
 
     job: Mapped[Job] = relationship(back_populates="images")
@@ -170,6 +175,8 @@ class Delivery(Base):
     token_expires_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
     upload_limit: Mapped[int | None] = mapped_column(BigInteger)
     """The largest attachment Discord accepts there (the interaction's attachment_size_limit)."""
+    age_restricted: Mapped[bool] = mapped_column(Boolean, default=False, server_default=false())
+    """The channel is age-restricted (Discord's NSFW flag): flagged images may be shown there."""
     progress_message_id: Mapped[int | None] = mapped_column(BigInteger)
     """The "queued / step n of m" message, replaced by the result."""
     posting_since: Mapped[datetime | None] = mapped_column(UTCDateTime)
@@ -227,6 +234,20 @@ class GuildSettings(Base):
     showcase_channel_id: Mapped[int | None] = mapped_column(BigInteger)
     paused: Mapped[bool] = mapped_column(Boolean, default=False, server_default=false())
     """The guild's queued jobs wait (an admin paused them) until resumed."""
+    banned_terms: Mapped[str] = mapped_column(Text, default="[]", server_default=text("'[]'"))
+    """JSON list: prompts holding one are refused everywhere."""
+    nsfw_terms: Mapped[str | None] = mapped_column(Text)
+    """JSON list of terms allowed only in age-restricted channels; ``None``: nanke's default list."""
+    nsfw_action: Mapped[str] = mapped_column(
+        String(16), default="age_restricted", server_default=text("'age_restricted'")
+    )
+    """``age_restricted`` (such prompts only there) or ``refuse`` (nowhere)."""
+    flagged_images: Mapped[str] = mapped_column(
+        String(16), default="withhold", server_default=text("'withhold'")
+    )
+    """What to do with an image the safety check flagged, outside age-restricted channels."""
+    daily_limit: Mapped[int] = mapped_column(Integer, default=0, server_default=text("0"))
+    """Images one member may ask for per day (0: no limit)."""
 
 
 class Ban(Base):
@@ -245,6 +266,19 @@ class Ban(Base):
         return f"Ban(guild_id={self.guild_id!r}, discord_id={self.discord_id!r})"
 
 
+class MemberLimit(Base):
+    """One member's own daily image limit in one guild, in place of the guild's."""
+
+    __tablename__ = "member_limits"
+
+    guild_id: Mapped[int] = mapped_column(BigInteger, primary_key=True, autoincrement=False)
+    discord_id: Mapped[int] = mapped_column(BigInteger, primary_key=True, autoincrement=False)
+    daily_limit: Mapped[int] = mapped_column(Integer)
+    """Images per day (0: no limit for this member)."""
+    set_by: Mapped[int | None] = mapped_column(BigInteger)
+    created_at: Mapped[datetime] = _created_at()
+
+
 class UserSettings(Base):
     """Per-member settings: whether new jobs are private unless asked otherwise."""
 
@@ -254,3 +288,25 @@ class UserSettings(Base):
         ForeignKey("users.id", ondelete="CASCADE"), primary_key=True, autoincrement=False
     )
     private_by_default: Mapped[bool] = mapped_column(Boolean, default=False, server_default=false())
+
+
+class AuditEvent(Base):
+    """One moderation decision or admin action: who did what, when, to which member or job."""
+
+    __tablename__ = "audit_events"
+    __table_args__ = (Index(None, "guild_id", "created_at"),)
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
+    guild_id: Mapped[int | None] = mapped_column(BigInteger)
+    actor_discord_id: Mapped[int | None] = mapped_column(BigInteger)
+    """Who acted: the member whose prompt was judged, or the admin (``None``: nanke itself)."""
+    action: Mapped[str] = mapped_column(String(32))
+    """``prompt_refused``, ``prompt_adult``, ``image_flagged``, ``ban``, ``unban``, ``pause``, ..."""
+    target_discord_id: Mapped[int | None] = mapped_column(BigInteger)
+    job_id: Mapped[int | None] = mapped_column(Integer)
+    """The job concerned (kept as a number: the job may be deleted later)."""
+    detail: Mapped[str] = mapped_column(Text, default="", server_default=text("''"))
+    created_at: Mapped[datetime] = _created_at()
+
+    def __repr__(self) -> str:
+        return f"AuditEvent(action={self.action!r}, guild_id={self.guild_id!r}, job_id={self.job_id!r})"

@@ -314,7 +314,7 @@ def test_job_service_errors_are_said_from_their_keys(services: Services) -> None
     errors.append(caught(lambda: services.jobs.cancel(queued[1].id)))
     said = [pipeline_text(error, ZH) for error in errors]
     assert said == [
-        "本服务器的管理员已禁止你生成图片：spam",
+        "本服务器的管理员已禁止你在这里使用 nanke：spam",
         "你已有 3 个任务在排队或生成中（上限为 3 个）；请等其中一个完成，或用 ❌ 取消一个。",
         f"任务 {queued[0].id} 没有第 1 张图可以使用。",
         f"任务 {done.id} 已经完成了。",

@@ -61,6 +61,8 @@ def broken(tmp_path_factory: pytest.TempPathFactory, tiny_model_dir: Path) -> di
         "NANKE_DATA_DIR file": {**good, "NANKE_DATA_DIR": str(a_file)},
         "DATABASE_URL": {**good, "DATABASE_URL": "garbage"},
         "DATABASE_URL driver": {**good, "DATABASE_URL": "postgresql+psycopg://nanke:s3cret@db/nanke"},
+        "NANKE_SAFETY_CHECKER": {**good, "NANKE_SAFETY_CHECKER": str(root / "no-such-checker")},
+        "NANKE_SAFETY_CHECKER hub": {**good, "NANKE_SAFETY_CHECKER": "nobody/no-such-checker"},
     }
 
 

@@ -33,6 +33,7 @@ TABLES = {
     "guild_settings",
     "user_settings",
     "bans",
+    "audit_events",
     "job_search",
 }
 

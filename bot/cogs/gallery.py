@@ -1,4 +1,8 @@
-"""/show and /info: one job again with working buttons, and everything about a job."""
+"""/show and /info: one job again with working buttons, and everything about a job.
+
+An adult job (see :mod:`pipeline.domain.moderation`) is shown again only in an age-restricted
+channel; /info is private to whoever asks, so it works anywhere.
+"""
 
 from __future__ import annotations
 
@@ -14,6 +18,7 @@ from bot.buttons import Feature, visible_job
 from bot.cogs.actions import result_view
 from bot.errors import BotError
 from bot.i18n import ENGLISH, Texts, for_interaction
+from bot.interactions import age_restricted
 
 if TYPE_CHECKING:
     from bot.client import NankeBot
@@ -42,6 +47,8 @@ class Gallery(Feature):
         texts = for_interaction(interaction)
         if snapshot.status != "done":
             raise BotError("show.no_images", job_id=job, status=texts(f"status.{snapshot.status}"))
+        if snapshot.flagged and not age_restricted(interaction):
+            raise BotError("show.adult", job_id=job)
         await interaction.response.defer(thinking=True)
         likes = await self.jobs.community.like_count(job)
         file = await self.deliverer.attachment(snapshot, max_bytes=interaction.filesize_limit)

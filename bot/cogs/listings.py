@@ -21,7 +21,7 @@ from discord import app_commands
 
 from bot import render
 from bot.async_jobs import AsyncJobs
-from bot.buttons import CustomId, Feature, RefusedButton
+from bot.buttons import CustomId, Feature, RefusedButton, admitted
 from bot.cogs.community import LikeButton, UseButton
 from bot.errors import report_error
 from bot.i18n import Texts, for_interaction
@@ -163,6 +163,9 @@ class PageButton(discord.ui.DynamicItem[discord.ui.Button], template=PAGE.templa
         if fields is None or not _valid_key(fields["listing"], fields["key"]):
             return RefusedButton(item)
         return cls(fields["listing"], int(fields["page"]), fields["key"], emoji=str(item.emoji or "▶"))
+
+    async def interaction_check(self, interaction: discord.Interaction) -> bool:  # type: ignore[override]
+        return await admitted(interaction)
 
     async def callback(self, interaction: discord.Interaction) -> None:  # type: ignore[override]
         try:

@@ -1,4 +1,5 @@
-"""/settings showcase (Manage Server only) and /settings private (each member's default)."""
+"""/settings showcase and /settings moderation … (Manage Server only), /settings private (each
+member's default)."""
 
 from __future__ import annotations
 
@@ -10,6 +11,7 @@ from discord import app_commands
 from discord.ext import commands
 
 from bot.async_jobs import AsyncJobs
+from bot.cogs.moderation_settings import ModerationSettings
 from bot.errors import NotAllowed
 from bot.i18n import for_interaction
 
@@ -26,6 +28,7 @@ class GuildSettingsCog(commands.GroupCog, group_name="settings", group_descripti
     def __init__(self, *, jobs: AsyncJobs) -> None:
         self.jobs = jobs
         super().__init__()
+        self.app_command.add_command(ModerationSettings(jobs=jobs))
 
     @app_commands.command(name="showcase", description="Set the channel shared images are posted to")
     @app_commands.describe(channel="The showcase channel (leave empty to turn the showcase off)")

@@ -5,13 +5,15 @@ from __future__ import annotations
 import logging
 import threading
 from collections import OrderedDict
+from dataclasses import replace
 from pathlib import Path
 
 from pipeline.domain.models import ModelCatalog, load_model
 from pipeline.domain.request import GenerationRequest
 from pipeline.engine.core import Engine
 from pipeline.engine.devices import pick_device, pick_dtype
-from pipeline.engine.results import EngineOptions
+from pipeline.engine.results import EngineOptions, GenerationResult
+from pipeline.engine.safety import SafetyChecker
 from pipeline.engine.upscaler import UpscalerEngine
 
 log = logging.getLogger(__name__)
@@ -37,6 +39,7 @@ class EnginePool:
         options: EngineOptions | None = None,
         keep: int = 1,
         upscaler: str | None = None,
+        safety_checker: str | None = None,
     ) -> None:
         if keep < 1:
             raise ValueError(f"keep: {keep} (allowed: 1 or more)")
@@ -47,8 +50,10 @@ class EnginePool:
         self.options = options or EngineOptions()
         self.keep = keep
         self.upscaler = upscaler
+        self.safety_checker = safety_checker
         self._engines: OrderedDict[str, Engine] = OrderedDict()
         self._upscaler: UpscalerEngine | None = None
+        self._checker: SafetyChecker | None = None
         self._lock = threading.Lock()
 
     def for_request(self, request: GenerationRequest) -> Runner:
@@ -62,6 +67,29 @@ class EnginePool:
                     )
                 return self._upscaler
         return self.engine_for(request.model)
+
+    def checker(self) -> SafetyChecker | None:
+        """The image safety check, loaded on first use; ``None`` when none is configured."""
+        if not self.safety_checker:
+            return None
+        with self._lock:
+            if self._checker is None:
+                self._checker = SafetyChecker.load(
+                    self.safety_checker, device=self.device, dtype=self.dtype, cache_dir=self.cache_dir
+                )
+            return self._checker
+
+    def checked(self, results: list[GenerationResult]) -> list[GenerationResult]:
+        """``results`` with every image the safety check finds adult content in flagged (as they
+        are when no check is configured)."""
+        checker = self.checker()
+        if checker is None or not results:
+            return results
+        flags = iter(checker.flags([image.image for result in results for image in result.images]))
+        return [
+            replace(result, images=[replace(image, flagged=next(flags)) for image in result.images])
+            for result in results
+        ]
 
     def engine_for(self, model: str | None) -> Engine:
         """The engine of ``model`` (a catalog name or path; ``None`` is the default model)."""

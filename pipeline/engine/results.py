@@ -104,6 +104,8 @@ class GeneratedImage:
     index: int
     seed: int
     image: Image.Image
+    flagged: bool = False
+    """The image safety check (``NANKE_SAFETY_CHECKER``) found adult content in it."""
 
 
 @dataclass(frozen=True)

@@ -267,3 +267,70 @@ def make_test_sdxl_model(folder: str | Path, *, seed: int = 0, **variant: Any) -
     """
     folder = Path(folder)
     return _save(tiny_sdxl_pipeline(folder, build_tiny_sdxl_components(seed, **variant)), folder)
+
+
+def _tiny_vision(**extra: Any) -> dict[str, Any]:
+    return {
+        "hidden_size": 32,
+        "intermediate_size": 37,
+        "num_attention_heads": 4,
+        "num_hidden_layers": 2,
+        "image_size": 32,
+        "patch_size": 8,
+        **extra,
+    }
+
+
+def _save_processor(folder: Path) -> None:
+    from transformers import CLIPImageProcessor
+
+    CLIPImageProcessor(size={"shortest_edge": 32}, crop_size={"height": 32, "width": 32}).save_pretrained(
+        folder
+    )
+
+
+def make_test_safety_checker(folder: str | Path, *, flags_everything: bool, seed: int = 0) -> Path:
+    """Write a tiny random-weight Stable Diffusion safety checker (with its image processor).
+
+    Its concept thresholds are set so that it flags every image (``flags_everything``) or none:
+    with random weights there is no other way to know what it will say.
+    """
+    import torch
+    from diffusers.pipelines.stable_diffusion.safety_checker import StableDiffusionSafetyChecker
+    from transformers import CLIPConfig
+
+    folder = Path(folder)
+    torch.manual_seed(seed)
+    config = CLIPConfig(
+        text_config=_text_config(bos=_VOCAB_SIZE - 2, eos=_VOCAB_SIZE - 1).to_dict(),
+        vision_config=_tiny_vision(),
+        projection_dim=16,
+    )
+    checker = StableDiffusionSafetyChecker(config)
+    threshold = -2.0 if flags_everything else 2.0  # a cosine is within [-1, 1]
+    with torch.no_grad():
+        checker.concept_embeds_weights.fill_(threshold)
+        checker.special_care_embeds_weights.fill_(2.0)
+    checker.save_pretrained(folder, safe_serialization=True)
+    _save_processor(folder)
+    return folder
+
+
+def make_test_image_classifier(folder: str | Path, *, flags_everything: bool, seed: int = 0) -> Path:
+    """Write a tiny random-weight ViT image classifier with the labels ``normal`` and ``nsfw``,
+    biased so that it calls every image ``nsfw`` (``flags_everything``) or ``normal``."""
+    import torch
+    from transformers import ViTConfig, ViTForImageClassification
+
+    folder = Path(folder)
+    torch.manual_seed(seed)
+    config = ViTConfig(
+        **_tiny_vision(), num_labels=2, id2label={0: "normal", 1: "nsfw"}, label2id={"normal": 0, "nsfw": 1}
+    )
+    model = ViTForImageClassification(config)
+    with torch.no_grad():
+        model.classifier.weight.zero_()
+        model.classifier.bias.copy_(torch.tensor([0.0, 10.0] if flags_everything else [10.0, 0.0]))
+    model.save_pretrained(folder, safe_serialization=True)
+    _save_processor(folder)
+    return folder

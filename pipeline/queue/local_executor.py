@@ -63,6 +63,8 @@ class LocalExecutor:
                 on_step=lambda progress: on_step(ids, progress),
                 should_cancel=lambda: should_cancel(ids),
             )
+            # A safety check that cannot run fails the batch: nothing goes out unchecked
+            results = self.engines.checked(results)
             if len(requests) > 1:
                 results = [_with_batch(result, requests, position) for position, result in enumerate(results)]
             made = list(zip(ids, results, strict=True))

@@ -20,7 +20,7 @@ from PIL import Image
 
 from pipeline.domain.metadata import format_infotext, write_png
 from pipeline.domain.text import one_line
-from pipeline.engine.results import GenerationResult, StepProgress
+from pipeline.engine.results import GeneratedImage, GenerationResult, StepProgress
 from pipeline.errors import ModelError, PipelineError
 from pipeline.queue.doorbell import Doorbell
 from pipeline.queue.executor import Executor, Failed, Generated, Stopped, Task
@@ -154,11 +154,7 @@ class JobRunner:
         """
         events = events or WorkerEvents()
         encoding = [
-            [
-                ENCODERS.submit(_encoded, result, image.index, image.seed, image.image)
-                for image in result.images
-            ]
-            for _, result in finished
+            [ENCODERS.submit(_encoded, result, image) for image in result.images] for _, result in finished
         ]
         for (job_id, result), files in zip(finished, encoding, strict=True):
             try:
@@ -204,12 +200,18 @@ class JobRunner:
             _announce(events, job_id)
 
 
-def _encoded(result: GenerationResult, index: int, seed: int, image: Image.Image) -> ImageFile:
+def _encoded(result: GenerationResult, generated: GeneratedImage) -> ImageFile:
     parameters = format_infotext(
-        result.request, seed=seed, model_name=result.model_name, model_hash=result.model_hash
+        result.request, seed=generated.seed, model_name=result.model_name, model_hash=result.model_hash
     )
+    image = generated.image
     return ImageFile(
-        index=index, seed=seed, width=image.width, height=image.height, data=write_png(image, parameters)
+        index=generated.index,
+        seed=generated.seed,
+        width=image.width,
+        height=image.height,
+        data=write_png(image, parameters),
+        flagged=generated.flagged,
     )
 
 

@@ -9,6 +9,7 @@ place sessions open).
 
 from __future__ import annotations
 
+from pipeline.queue.jobs.moderation import AUDIT_ACTIONS, MAX_DAILY_LIMIT, AuditEntry
 from pipeline.queue.jobs.overview import QueueEntry, QueueOverview
 from pipeline.queue.jobs.runs import ImageFile
 from pipeline.queue.jobs.service import JobService
@@ -26,8 +27,11 @@ from pipeline.queue.jobs.snapshots import (
 from pipeline.queue.jobs.store import JobStore
 
 __all__ = [
+    "AUDIT_ACTIONS",
     "FINISHED_STATUSES",
     "JOB_KINDS",
+    "MAX_DAILY_LIMIT",
+    "AuditEntry",
     "DeliverySnapshot",
     "Destination",
     "ImageFile",

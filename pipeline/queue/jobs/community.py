@@ -10,6 +10,7 @@ import logging
 from collections.abc import Callable
 from typing import Any
 
+from pipeline.errors import ContentRefused
 from pipeline.queue.jobs.snapshots import ListedJob
 from pipeline.queue.jobs.store import JobStore
 from storage import (
@@ -96,10 +97,17 @@ class Community:
 
     def claim_showcase(self, job_id: int, *, channel_id: int) -> bool:
         """Reserve the job's one showcase post; ``False`` when it was (or is being) shared already.
+        Adult jobs never are (:class:`~pipeline.errors.ContentRefused`).
 
         Post, then call :meth:`showcased` (or :meth:`release_showcase` if posting failed).
         """
         with self._store.session() as session:
+            if get_job(session, job_id=job_id).flagged:
+                raise ContentRefused(
+                    f"Job {job_id} is adult content: it cannot be shared to the showcase.",
+                    key="showcase_adult",
+                    params={"job_id": job_id},
+                )
             return claim_showcase_post(session, job_id=job_id, channel_id=channel_id)
 
     def showcased(self, job_id: int, *, message_id: int) -> None:

@@ -8,6 +8,7 @@ import logging
 from collections.abc import Sequence
 from dataclasses import dataclass
 
+from pipeline.queue.jobs.moderation import audit
 from pipeline.queue.jobs.snapshots import JobSnapshot
 from pipeline.queue.jobs.store import JobStore
 from storage import (
@@ -42,6 +43,8 @@ class ImageFile:
     height: int
     data: bytes
     suffix: str = ".png"
+    flagged: bool = False
+    """The image safety check flagged it."""
 
 
 class Runs:
@@ -72,7 +75,8 @@ class Runs:
         model_hash: str | None,
         environment_json: str | None,
     ) -> None:
-        """Store the image files, then mark the job done with them."""
+        """Store the image files, then mark the job done with them (images the safety check
+        flagged are logged for the guild's admins)."""
         stored = []
         for image in images:
             file = self._store.put(image.data, suffix=image.suffix)
@@ -85,10 +89,11 @@ class Runs:
                     sha256=file.sha256,
                     path=file.path,
                     size_bytes=file.size_bytes,
+                    flagged=image.flagged,
                 )
             )
         with self._store.session() as session:
-            finish_job(
+            job = finish_job(
                 session,
                 job_id=job_id,
                 images=stored,
@@ -96,6 +101,14 @@ class Runs:
                 model_hash=model_hash,
                 environment_json=environment_json,
             )
+            flagged = [image.index + 1 for image in images if image.flagged]
+            if flagged:
+                audit(
+                    session, job.guild_id, "image_flagged", target=job.owner.discord_id, job_id=job_id,
+                    images=flagged,
+                )  # fmt: skip
+        if flagged:
+            log.info("job %d: the safety check flagged image(s) %s", job_id, flagged)
 
     def fail(self, job_id: int, *, error: str) -> None:
         """Queued or running → failed, with the message to show."""

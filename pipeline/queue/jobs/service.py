@@ -5,7 +5,8 @@ finish with images, fail, cancel, requeue after a crash, mark delivered) and eve
 write of an image file goes through a :class:`JobService`: this module for what people ask
 for, and its sections for the rest (``runs``: what the worker records, ``images``: the image
 files, ``deliveries``: getting results to Discord, ``community``: likes, the showcase, listings
-and member settings, ``moderation``: bans and paused queues). It takes plain values and returns
+and member settings, ``moderation``: content rules, bans, daily limits, paused queues and the
+audit log). It takes plain values and returns
 frozen snapshots.
 
 Guild isolation is one rule, applied wherever a job is looked up for a member (:meth:`visible`):
@@ -20,20 +21,22 @@ from __future__ import annotations
 import logging
 from collections.abc import Callable
 
+from sqlalchemy.orm import Session
+
 from pipeline.domain.request import GenerationRequest
-from pipeline.errors import Banned, JobNotFound, NotCancellable, NotPermitted, PipelineError, QueueFull
+from pipeline.domain.text import shorten
+from pipeline.errors import JobNotFound, NotCancellable, NotPermitted, PipelineError, QueueFull
 from pipeline.queue import derive
 from pipeline.queue.jobs.community import Community
 from pipeline.queue.jobs.deliveries import Deliveries
 from pipeline.queue.jobs.images import Images
-from pipeline.queue.jobs.moderation import Moderation
+from pipeline.queue.jobs.moderation import AUDIT_PROMPT_CHARS, Moderation, audit
 from pipeline.queue.jobs.overview import QueueEntry, QueueOverview, seconds_per_image, with_estimates
 from pipeline.queue.jobs.runs import Runs
 from pipeline.queue.jobs.snapshots import FINISHED_STATUSES, Destination, JobSnapshot, Requester, Viewer
 from pipeline.queue.jobs.store import JobStore
 from pipeline.queue.scheduler import FairScheduler, QueuedJob
 from storage import (
-    ban_reason,
     cancel_job,
     count_unfinished_jobs,
     create_delivery,
@@ -91,24 +94,25 @@ class JobService:
         parent_image_index: int | None = None,
         max_pixels: int | None = None,
         private: bool = False,
+        adult: bool = False,
     ) -> JobSnapshot:
         """Validate ``request``, give it a seed and store it as a queued job (with its delivery).
 
-        The job is written before anyone is told it is queued. Raises ``InvalidRequest`` for a bad
-        request and :class:`~pipeline.errors.QueueFull` when the requester has too many unfinished
-        jobs.
+        The job is written before anyone is told it is queued. A Discord member's submission is
+        first judged by the guild's content rules, bans and daily limits (see
+        :meth:`Moderation.screen`); a prompt that is adult content (or ``adult``: the job works
+        from an adult image) makes an adult job, kept out of listings and the showcase. Raises
+        ``InvalidRequest`` for a bad request, :class:`~pipeline.errors.Banned`,
+        :class:`~pipeline.errors.ContentRefused` or :class:`~pipeline.errors.DailyLimitReached`
+        when the rules refuse it, and :class:`~pipeline.errors.QueueFull` when the requester has
+        too many unfinished jobs.
         """
         request = request.validate(max_pixels=max_pixels or self.max_pixels).with_seed()
+        # Only the prompt is judged: a negative prompt names what is not to be drawn
+        verdict = self.moderation.screen(
+            request.prompt, requester=requester, destination=destination, images=request.count
+        )
         with self._store.session() as session:
-            guild_id = destination.guild_id if destination else None
-            if requester.discord_id is not None and guild_id is not None:
-                reason = ban_reason(session, guild_id=guild_id, discord_id=requester.discord_id)
-                if reason is not None:
-                    raise Banned(
-                        f"An admin of this server stopped you from asking for images: {reason}",
-                        key="banned",
-                        params={"reason": reason},
-                    )
             owner = get_or_create_user(session, discord_id=requester.discord_id, name=requester.name)
             if requester.discord_id is not None:
                 unfinished = count_unfinished_jobs(session, owner_id=owner.id)
@@ -131,6 +135,7 @@ class JobService:
                 channel_id=destination.channel_id if destination else None,
                 model_name=request.model,
                 private=private,
+                flagged=verdict.nsfw or adult,
             )
             if destination is not None:
                 create_delivery(
@@ -142,8 +147,14 @@ class JobService:
                     interaction_token=destination.interaction_token,
                     token_expires_at=destination.token_expires_at,
                     upload_limit=destination.upload_limit,
+                    age_restricted=destination.age_restricted,
                 )
             session.flush()
+            if verdict.nsfw:
+                audit(
+                    session, job.guild_id, "prompt_adult", actor=requester.discord_id, job_id=job.id,
+                    term=verdict.term,
+                )  # fmt: skip
             snapshot = JobSnapshot.of(job)
         log.info("job %d queued (%s by %s): %s", snapshot.id, kind, requester.name, request.prompt[:80])
         if self.on_submit is not None:
@@ -183,6 +194,10 @@ class JobService:
                 params={"job_id": parent_id, "image": index + 1},
             )
         image = parent.images[index]
+        if image.flagged and not (destination is not None and destination.age_restricted):
+            raise self.moderation.refuse_flagged_image(
+                guild_id=parent.guild_id, job_id=parent_id, image=index, requester=requester
+            )
         if action == "upscale":
             request = derive.upscale(
                 parent.request,
@@ -212,6 +227,7 @@ class JobService:
             parent_image_index=index,
             max_pixels=max_pixels,
             private=parent.private,
+            adult=image.flagged,
         )
 
     # -- reading --------------------------------------------------------------------------------
@@ -307,7 +323,9 @@ class JobService:
                 )
             cancel_job(session, job_id=job_id)
             session.flush()
-            return JobSnapshot.of(job)
+            snapshot = JobSnapshot.of(job)
+            _log_moderator(session, "cancel", snapshot, viewer)
+            return snapshot
 
     def abandon(self, job_id: int, *, reason: str | None) -> None:
         """Whoever ran ``job_id`` gave up on it: cancel it (``reason=None``: interrupted) or fail it
@@ -328,6 +346,7 @@ class JobService:
         with self._store.session() as session:
             snapshot = JobSnapshot.of(get_job(session, job_id=job_id))
             orphaned = delete_job(session, job_id=job_id)
+            _log_moderator(session, "delete", snapshot, viewer)
         for path in orphaned:
             self._store.delete(path)
         log.info("job %d deleted with %d files", job_id, len(orphaned))
@@ -336,3 +355,12 @@ class JobService:
     def _check_manageable(self, job_id: int, viewer: Viewer | None) -> None:
         if viewer is not None and not self.visible(job_id, viewer).manageable_by(viewer):
             raise NotPermitted(NotPermitted.MANAGE, key="not_permitted")
+
+
+def _log_moderator(session: Session, action: str, job: JobSnapshot, viewer: Viewer | None) -> None:
+    """A moderator acting on someone else's job goes to the audit log."""
+    if viewer is not None and viewer.discord_id != job.owner_discord_id:
+        audit(
+            session, job.guild_id, action, actor=viewer.discord_id, target=job.owner_discord_id,
+            job_id=job.id, prompt=shorten(job.request.prompt, AUDIT_PROMPT_CHARS),
+        )  # fmt: skip

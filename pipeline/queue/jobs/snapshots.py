@@ -55,6 +55,8 @@ class Destination:
     interaction_token: str | None = field(default=None, repr=False)
     token_expires_at: datetime | None = None
     upload_limit: int | None = None
+    age_restricted: bool = False
+    """Discord marks the channel age-restricted: adult content may be asked for and shown there."""
 
 
 @dataclass(frozen=True)
@@ -66,6 +68,9 @@ class ImageSnapshot:
     sha256: str
     path: str
     """Where the file is in the image store (read it with ``JobService.images``)."""
+    flagged: bool = False
+    """Adult content (the safety check flagged it, or its prompt is NSFW): shown only in
+    age-restricted channels."""
 
 
 @dataclass(frozen=True)
@@ -95,6 +100,9 @@ class JobSnapshot:
     """Kept out of listings, search and the showcase."""
     parent_owner_name: str | None = None
     """Who made the parent job (a remix credits them)."""
+    flagged: bool = False
+    """Adult content (an NSFW prompt, or an image the safety check flagged): kept out of public
+    listings and the showcase, shown only in age-restricted channels."""
 
     @property
     def finished(self) -> bool:
@@ -133,11 +141,13 @@ class JobSnapshot:
             started_at=job.started_at,
             finished_at=job.finished_at,
             images=tuple(
-                ImageSnapshot(i.index, i.seed, i.width, i.height, i.sha256, i.path) for i in job.images
+                ImageSnapshot(i.index, i.seed, i.width, i.height, i.sha256, i.path, i.flagged)
+                for i in job.images
             ),
             environment_json=job.environment_json,
             private=job.private,
             parent_owner_name=job.parent.owner.name if job.parent is not None else None,
+            flagged=job.flagged,
         )
 
 
@@ -159,6 +169,8 @@ class DeliverySnapshot:
     created_at: datetime
     posting_since: datetime | None = None
     """When posting the result was first attempted; set while an attempt may have reached Discord."""
+    age_restricted: bool = False
+    """The channel is age-restricted: flagged images are shown there like any other."""
 
     @classmethod
     def of(cls, delivery: Delivery) -> DeliverySnapshot:
@@ -176,4 +188,5 @@ class DeliverySnapshot:
             attempts=delivery.attempts,
             created_at=delivery.created_at,
             posting_since=delivery.posting_since,
+            age_restricted=delivery.age_restricted,
         )
