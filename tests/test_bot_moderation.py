@@ -163,9 +163,10 @@ async def test_flagged_images_are_withheld_or_spoilered_per_the_servers_policy(
 
         # Never in the showcase, nor shown again outside age-restricted channels
         owner = discord_double.guild().owner_id
-        await discord_double.send_slash_command(
+        showcase = await discord_double.send_slash_command(
             name="settings", subcommand="showcase", options={"channel": "art"}, user=owner
         )
+        assert "Shared images now go to" in await ephemeral_answer(showcase)
         share = next(i for i in custom_ids(covered) if i.startswith("nk:share:"))
         assert "cannot be shared" in await ephemeral_answer(await discord_double.click_button(covered, share))
         show = await discord_double.send_slash_command(name="show", options={"job": 3})
