@@ -1,6 +1,8 @@
 """nanke's command line: run the bot, generate locally, inspect and reproduce jobs.
 
 python main.py run                       start the Discord bot with the embedded GPU worker
+python main.py serve                     start the HTTP API (WebUI-compatible) with the GPU worker
+python main.py api-key create NAME       make a key of the HTTP API (also: list, revoke NAME)
 python main.py imagine "PROMPT --flags"  generate without Discord
 python main.py show JOB_ID               print a stored job
 python main.py reproduce JOB_ID          regenerate a job and check every pixel
@@ -38,6 +40,8 @@ log = logging.getLogger("nanke")
 
 HERE = Path(__file__).resolve().parent
 DEFAULT_ENV_FILE = HERE / ".env"
+DEFAULT_API_PORT = 7860
+"""``main.py serve``'s port without NANKE_API_PORT: the WebUI's, where its clients look first."""
 LOG_FORMAT = "%(asctime)s %(levelname)-7s %(name)s: %(message)s"
 
 
@@ -312,6 +316,40 @@ def cmd_doctor(args: argparse.Namespace, settings: None) -> int:
     return 1 if failed else 0
 
 
+def cmd_serve(args: argparse.Namespace, settings: Settings) -> int:
+    from pipeline.api.serving import run_api
+
+    port = args.port if args.port is not None else settings.api_port or DEFAULT_API_PORT
+    return run_api(replace(settings, api_port=port, api_host=args.host or settings.api_host))
+
+
+def cmd_api_key(args: argparse.Namespace, settings: Settings) -> int:
+    keys = _app(settings).jobs.keys
+    if args.action == "create":
+        if not args.name:
+            return _fail("api-key create needs a NAME")
+        key, secret = keys.create(args.name, guild_id=args.guild, adult=args.adult)
+        print(f"API key {key.name} created. Its secret (shown only now, keep it safe):\n\n    {secret}\n")
+        print(f"Use it as 'Authorization: Bearer {secret[:10]}…', or as HTTP Basic with the user {key.name}.")
+        return 0
+    if args.action == "revoke":
+        if not args.name:
+            return _fail("api-key revoke needs a NAME")
+        if not keys.revoke(args.name):
+            return _fail(f"no active API key is named {args.name!r}")
+        print(f"API key {args.name} revoked: its requests are refused from now on")
+        return 0
+    listed = keys.list()
+    if not listed:
+        print("no API keys yet: python main.py api-key create NAME")
+    for key in listed:
+        state = f"revoked {key.revoked_at:%Y-%m-%d}" if key.revoked_at else "active"
+        used = f"last used {key.last_used_at:%Y-%m-%d %H:%M}" if key.last_used_at else "never used"
+        guild = f"server {key.guild_id}" if key.guild_id else "no server"
+        print(f"{key.name}  {key.prefix}…  {state}, {used}, {guild}{', adult' if key.adult else ''}")
+    return 0
+
+
 def cmd_run(args: argparse.Namespace, settings: Settings, discord: DiscordSettings) -> int:
     token = discord.require_discord_token()
     from bot.runner import run_bot
@@ -381,6 +419,41 @@ def build_parser() -> argparse.ArgumentParser:
         "NANKE_LOG_LEVEL, NANKE_LOG_FILE (README: Configuration). `main.py doctor` checks them all.",
     )
     run.set_defaults(func=cmd_run, needs_discord=True)
+
+    serve = commands.add_parser(
+        "serve",
+        help="run the HTTP API (the WebUI's /sdapi/v1 and nanke's /api/v1) with the GPU worker, no Discord",
+        description="Serve the HTTP API with the embedded GPU worker; no Discord token is needed. Every "
+        "request needs an API key (`main.py api-key create NAME`). It stops cleanly on Ctrl-C or SIGTERM.",
+        epilog=f"Listens on NANKE_API_HOST:NANKE_API_PORT (default 127.0.0.1:{DEFAULT_API_PORT}, the WebUI's "
+        "port); docs at /docs. Also read: NANKE_API_RATE, NANKE_API_MAX_BODY_MB and the model settings.",
+    )
+    serve.add_argument("--host", help="the address to listen on (default: NANKE_API_HOST, 127.0.0.1)")
+    serve.add_argument(
+        "--port", type=int, help=f"the port (default: NANKE_API_PORT, else {DEFAULT_API_PORT})"
+    )
+    serve.set_defaults(func=cmd_serve)
+
+    api_key = commands.add_parser(
+        "api-key",
+        help="create, list or revoke keys of the HTTP API",
+        description="Each key is a user of nanke's fair queue; its secret is printed once, at creation, "
+        "and only its hash is stored.",
+    )
+    api_key.add_argument("action", choices=("create", "list", "revoke"))
+    api_key.add_argument(
+        "name", nargs="?", help="with create and revoke: the key's name (letters, digits, . _ -)"
+    )
+    api_key.add_argument(
+        "--guild",
+        type=int,
+        metavar="ID",
+        help="with create: the Discord server whose rules and prompts it shares",
+    )
+    api_key.add_argument(
+        "--adult", action="store_true", help="with create: judge its prompts as in an age-restricted channel"
+    )
+    api_key.set_defaults(func=cmd_api_key)
 
     doctor = commands.add_parser(
         "doctor",
@@ -478,8 +551,10 @@ def _read_settings(args: argparse.Namespace) -> tuple[object, ...]:
 
 
 def _configure_logging(args: argparse.Namespace, settings: Settings | None) -> None:
-    """INFO for ``run`` (or ``-v``), warnings only for the other commands; a file too with NANKE_LOG_FILE."""
-    level = settings.log_level if settings and (args.verbose or args.command == "run") else "WARNING"
+    """INFO for ``run`` and ``serve`` (or ``-v``), warnings only for the other commands; a file too
+    with NANKE_LOG_FILE."""
+    serving = args.command in ("run", "serve")
+    level = settings.log_level if settings and (args.verbose or serving) else "WARNING"
     logging.basicConfig(level=logging.INFO if args.verbose else level, format=LOG_FORMAT, datefmt="%H:%M:%S")
     if settings is not None and settings.log_file is not None:
         settings.log_file.parent.mkdir(parents=True, exist_ok=True)

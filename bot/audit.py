@@ -86,7 +86,8 @@ def audit_line(entry: AuditEntry, texts: Texts = ENGLISH) -> str:
     """``<time> <what happened> · #<job>``."""
     detail = entry.detail
     values: dict[str, Any] = {
-        "actor": _member(entry.actor_discord_id, texts),
+        # An API key's decisions name the key (it has no Discord id)
+        "actor": detail.get("via") or _member(entry.actor_discord_id, texts),
         "target": _member(entry.target_discord_id, texts),
     }
     action = entry.action

@@ -22,11 +22,11 @@ from typing import Any, ClassVar, TypeVar
 import discord
 from discord.ext import commands
 
-from bot.async_jobs import AsyncJobs
 from bot.errors import BotError, JobGone, report_error
 from bot.interactions import viewer_of
 from pipeline.errors import JobNotFound, PipelineError
 from pipeline.queue.jobs import JobSnapshot
+from pipeline.queue.jobs.asynchronous import AsyncJobs
 
 CUSTOM_ID_LIMIT = 100
 """Discord's longest ``custom_id``."""

@@ -1,9 +1,10 @@
 """``NankeBot``: the discord.py bot, the Discord front door onto the job interface.
 
 It builds the Discord side once, from the shared :class:`~pipeline.app.App` and the Discord
-settings: the job interface for the event loop (:class:`~bot.async_jobs.AsyncJobs`), delivery
-and the submit flow. Each feature module's ``setup`` hands its cog exactly what it needs and
-registers its buttons; nothing reaches back through the bot afterwards.
+settings: the job interface for the event loop
+(:class:`~pipeline.queue.jobs.asynchronous.AsyncJobs`), delivery and the submit flow. Each
+feature module's ``setup`` hands its cog exactly what it needs and registers its buttons; nothing
+reaches back through the bot afterwards.
 
 The features are set up by calling their ``setup`` directly rather than with
 ``load_extension``, which would execute each module a second time: features import each
@@ -17,12 +18,12 @@ import asyncio
 import concurrent.futures
 import logging
 from contextlib import suppress
+from typing import TYPE_CHECKING
 
 import discord
 from discord import app_commands
 from discord.ext import commands
 
-from bot.async_jobs import AsyncJobs
 from bot.buttons import Gatekeeper, admitted, unclaimed_buttons
 from bot.cogs import actions, admin, community, gallery, imagine, listings, queue, reproduce
 from bot.cogs import settings as settings_commands
@@ -32,7 +33,11 @@ from bot.i18n.commands import CommandTranslator
 from bot.settings import DiscordSettings
 from bot.submitting import Submitter
 from pipeline.app import App
-from pipeline.queue.worker import Worker, WorkerEvents
+from pipeline.queue.jobs.asynchronous import AsyncJobs
+from pipeline.queue.worker import EventFanout, Worker, WorkerEvents
+
+if TYPE_CHECKING:
+    from pipeline.api.serving import ApiServer
 
 log = logging.getLogger(__name__)
 
@@ -68,7 +73,9 @@ class NankeBot(commands.Bot):
     ``start_worker=False`` leaves the worker stopped until :meth:`start_worker` is called.
     """
 
-    def __init__(self, app: App, settings: DiscordSettings, *, start_worker: bool = True) -> None:
+    def __init__(
+        self, app: App, settings: DiscordSettings, *, start_worker: bool = True, api: ApiServer | None = None
+    ) -> None:
         super().__init__(
             command_prefix=commands.when_mentioned,
             intents=discord.Intents.none() | discord.Intents(guilds=True),
@@ -84,6 +91,8 @@ class NankeBot(commands.Bot):
             jobs=self.jobs, deliverer=self.deliverer, catalog=app.catalog, max_pixels=app.settings.max_pixels
         )
         self.worker: Worker | None = None
+        self.api = api
+        """The HTTP API served beside the bot (NANKE_API_PORT), sharing its queue and worker."""
         self._start_worker = start_worker
         self._retry_task: asyncio.Task[None] | None = None
 
@@ -95,7 +104,11 @@ class NankeBot(commands.Bot):
         self.tree.on_error = self.on_app_command_error
         await self.tree.set_translator(CommandTranslator())
         await self._sync_commands()
-        self.worker = self.app.worker(events=_LoopEvents(self.deliverer, asyncio.get_running_loop()))
+        events: WorkerEvents = _LoopEvents(self.deliverer, asyncio.get_running_loop())
+        if self.api is not None:
+            events = EventFanout(events, self.api.hub)
+            self.api.start()
+        self.worker = self.app.worker(events=events)
         if self._start_worker:
             self.start_worker()
         self._retry_task = asyncio.create_task(self._retry_deliveries(), name="nanke-deliveries")
@@ -148,6 +161,8 @@ class NankeBot(commands.Bot):
             self._retry_task.cancel()
             with suppress(asyncio.CancelledError):
                 await self._retry_task
+        if self.api is not None:
+            await self.api.stop()
         if self.worker is not None:
             await asyncio.to_thread(self.worker.stop)
         await super().close()

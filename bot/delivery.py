@@ -30,7 +30,6 @@ from datetime import datetime, timedelta, timezone
 import discord
 
 from bot import render
-from bot.async_jobs import AsyncJobs
 from bot.cogs.actions import queued_view, result_view
 from bot.errors import NETWORK_ERRORS
 from bot.i18n import Texts, for_guild, for_interaction
@@ -39,6 +38,7 @@ from pipeline.domain.metadata import UploadTooLarge
 from pipeline.domain.moderation import Showing, showing
 from pipeline.errors import JobNotFound
 from pipeline.queue.jobs import DeliverySnapshot, JobSnapshot
+from pipeline.queue.jobs.asynchronous import AsyncJobs
 
 log = logging.getLogger(__name__)
 

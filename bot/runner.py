@@ -12,20 +12,18 @@ from __future__ import annotations
 import asyncio
 import logging
 import signal
-import sys
-from collections.abc import Iterator
-from contextlib import contextmanager
 from typing import TYPE_CHECKING
 
 import aiohttp
 
 from bot.settings import DiscordSettings
 from pipeline.domain.text import one_line
-from pipeline.errors import DeviceError, ModelError, PipelineError, StoreError
 from pipeline.settings import Settings, SettingsError
+from pipeline.startup import StartupFailure, held_back_info, prepare
 
 if TYPE_CHECKING:
     from bot.client import NankeBot
+    from pipeline.api.serving import ApiServer
     from pipeline.app import App
 
 log = logging.getLogger(__name__)
@@ -33,14 +31,6 @@ log = logging.getLogger(__name__)
 RETRY_DELAYS_S = (5, 10, 20, 30, 60)
 """How long to wait between tries to reach Discord at start (then every minute)."""
 PROBE_TIMEOUT_S = 15.0
-
-
-class StartupFailure(Exception):
-    """``main.py run`` cannot start; ``line`` names the setting and what was wrong, on one line."""
-
-    def __init__(self, line: str) -> None:
-        super().__init__(line)
-        self.line = line
 
 
 async def start_bot(
@@ -54,70 +44,27 @@ async def start_bot(
     point_discord_py_at(discord_settings.discord_api_base, discord_settings.discord_gateway_url)
     with held_back_info():
         app = await asyncio.to_thread(prepare, settings, load_model=load_model)
+        api = _api_server(app)
     # nanke has no voice features: discord.py's notice that voice is unavailable is noise
     discord.VoiceClient.warn_nacl = discord.VoiceClient.warn_dave = False
     await wait_for_discord(discord_settings.discord_api_base)
-    async with NankeBot(app, discord_settings) as bot:
+    async with NankeBot(app, discord_settings, api=api) as bot:
         _close_on_signals(bot)
         await bot.start(token)
 
 
-def prepare(settings: Settings, *, load_model: bool = True) -> App:
-    """The application, opened, with its default model loaded; :class:`StartupFailure` if not."""
-    from pipeline.app import App
-    from pipeline.engine.quiet import quiet_libraries
+def _api_server(app: App) -> ApiServer | None:
+    """The HTTP API beside the bot when NANKE_API_PORT is set (its port bound now: in use, it
+    stops the start with one line)."""
+    if not app.settings.api_port:
+        return None
+    from pipeline.api.progress import ProgressHub
+    from pipeline.api.serving import ApiServer
 
-    quiet_libraries(live=sys.stderr.isatty())
     try:
-        app = App(settings).open()
-        if load_model:
-            log.info("loading the default model %s", settings.model)
-            engine = app.engines.engine_for(None)
-            if "compile" in settings.gpu_tuning:
-                log.info("compiling the UNet for the common batch shapes (a minute or more)")
-                engine.warm_up()
-            log.info("model %s is ready on %s", engine.model.name, engine.device)
+        return ApiServer(app, ProgressHub(), host=app.settings.api_host, port=app.settings.api_port)
     except SettingsError as error:
         raise StartupFailure("; ".join(error.problems)) from error
-    except ModelError as error:
-        # The upscaler's and the safety check's errors name their own setting
-        said = one_line(str(error))
-        raise StartupFailure(said if said.startswith("NANKE_") else f"NANKE_MODEL: {said}") from error
-    except DeviceError as error:
-        raise StartupFailure(f"NANKE_DEVICE / NANKE_DTYPE: {one_line(str(error))}") from error
-    except StoreError as error:
-        raise StartupFailure(f"DATABASE_URL: {one_line(str(error))}") from error
-    except PipelineError as error:
-        raise StartupFailure(one_line(str(error))) from error
-    return app
-
-
-@contextmanager
-def held_back_info() -> Iterator[None]:
-    """Hold the log's lines below WARNING back until the block succeeds: a start that fails says
-    only its one error line; one that succeeds shows what it did."""
-    held: list[logging.LogRecord] = []
-
-    class Hold(logging.Filter):
-        def filter(self, record: logging.LogRecord) -> bool:
-            if record.levelno < logging.WARNING:
-                held.append(record)
-                return False
-            return True
-
-    hold = Hold()
-    handlers = list(logging.getLogger().handlers)
-    for handler in handlers:
-        handler.addFilter(hold)
-    try:
-        yield
-    finally:
-        for handler in handlers:
-            handler.removeFilter(hold)
-    for record in held:  # only reached when the block succeeded
-        for handler in handlers:
-            if record.levelno >= handler.level:
-                handler.handle(record)
 
 
 async def wait_for_discord(api_base: str) -> None:

@@ -12,13 +12,13 @@ from typing import TYPE_CHECKING
 
 import discord
 
-from bot.async_jobs import AsyncJobs
 from bot.errors import report_error, retract
 from bot.interactions import destination_of, requester_of
 from pipeline.domain.models import ModelCatalog
 from pipeline.domain.prompt.flags import parse_prompt
 from pipeline.domain.request import GenerationRequest
 from pipeline.queue.jobs import JobSnapshot
+from pipeline.queue.jobs.asynchronous import AsyncJobs
 
 if TYPE_CHECKING:
     from bot.delivery import Deliverer

@@ -139,6 +139,10 @@ class DailyLimitReached(JobError):
     """The member already asked for as many images today as the server allows them."""
 
 
+class ApiKeyError(JobError):
+    """An API key cannot be created as asked (its name is taken or not allowed)."""
+
+
 class NotCancellable(JobError):
     """The job has already finished."""
 

@@ -67,6 +67,14 @@ class Settings:
     compile); each may change the last bits of some pixels, so none is on by default."""
     job_timeout_s: int = 1800
     """NANKE_JOB_TIMEOUT: seconds a job may generate before it is stopped and failed (0: no limit)."""
+    api_port: int = 0
+    """NANKE_API_PORT: the HTTP API's port beside the bot (0: no API; ``main.py serve`` uses 7860)."""
+    api_host: str = "127.0.0.1"
+    """NANKE_API_HOST: the address the HTTP API listens on (``0.0.0.0``: every interface)."""
+    api_rate: int = 120
+    """NANKE_API_RATE: requests one API key may make per minute."""
+    api_max_body_mb: int = 32
+    """NANKE_API_MAX_BODY_MB: the largest request body the HTTP API reads, in MiB."""
     log_level: str = "INFO"
     """NANKE_LOG_LEVEL: DEBUG, INFO, WARNING or ERROR."""
     log_file: Path | None = None
@@ -115,6 +123,10 @@ def load_settings(
         low_vram=reader.flag("NANKE_LOW_VRAM"),
         gpu_tuning=reader.names("NANKE_GPU_TUNING", TUNING_CHOICES),
         job_timeout_s=reader.integer("NANKE_JOB_TIMEOUT", 1800, low=0, high=7 * 24 * 3600),
+        api_port=reader.integer("NANKE_API_PORT", 0, low=0, high=65535),
+        api_host=reader.text("NANKE_API_HOST", "127.0.0.1"),
+        api_rate=reader.integer("NANKE_API_RATE", 120, low=1, high=100_000),
+        api_max_body_mb=reader.integer("NANKE_API_MAX_BODY_MB", 32, low=1, high=1024),
         log_level=reader.choice("NANKE_LOG_LEVEL", "INFO", LOG_LEVELS, upper=True),
         log_file=reader.path("NANKE_LOG_FILE"),
     )

@@ -8,6 +8,14 @@ from __future__ import annotations
 
 import logging
 
+from storage.api_keys import (
+    api_key_by_secret,
+    api_keys,
+    create_api_key,
+    revoke_api_key,
+    set_api_key_model,
+    touch_api_key,
+)
 from storage.base import Base
 from storage.community import (
     PERIODS,
@@ -19,6 +27,7 @@ from storage.community import (
     jobs_by_member,
     like_count,
     member_history,
+    owner_history,
     private_by_default,
     recent_jobs,
     record_showcase_post,
@@ -41,7 +50,14 @@ from storage.deliveries import (
     record_delivery_failure,
     record_progress_message,
 )
-from storage.errors import DatabaseNotMigrated, DeliveryNotFound, InvalidTransition, JobNotFound, StorageError
+from storage.errors import (
+    ApiKeyExists,
+    DatabaseNotMigrated,
+    DeliveryNotFound,
+    InvalidTransition,
+    JobNotFound,
+    StorageError,
+)
 from storage.files import ImageStore, StoredFile
 from storage.jobs import (
     NewImage,
@@ -58,6 +74,7 @@ from storage.jobs import (
     mark_cancelled,
     queued_jobs,
     recent_runs,
+    record_upload,
     requeue_interrupted_jobs,
     running_jobs,
     start_job,
@@ -69,6 +86,7 @@ from storage.models import (
     JOB_KINDS,
     JOB_STATUSES,
     UNFINISHED_STATUSES,
+    ApiKey,
     AuditEvent,
     Ban,
     Delivery,
@@ -78,6 +96,7 @@ from storage.models import (
     Like,
     MemberLimit,
     ShowcasePost,
+    Upload,
     User,
     UserSettings,
 )
@@ -111,6 +130,8 @@ __all__ = [
     "POLICY_FIELDS",
     "TRANSITIONS",
     "UNFINISHED_STATUSES",
+    "ApiKey",
+    "ApiKeyExists",
     "AuditEvent",
     "Ban",
     "Base",
@@ -133,8 +154,11 @@ __all__ = [
     "StorageError",
     "StoredFile",
     "UTCDateTime",
+    "Upload",
     "User",
     "UserSettings",
+    "api_key_by_secret",
+    "api_keys",
     "audit_events",
     "ban_member",
     "ban_reason",
@@ -144,6 +168,7 @@ __all__ = [
     "children_of",
     "claim_showcase_post",
     "count_unfinished_jobs",
+    "create_api_key",
     "create_delivery",
     "create_job",
     "current_revision",
@@ -167,6 +192,7 @@ __all__ = [
     "mark_delivered",
     "member_history",
     "member_limit",
+    "owner_history",
     "paused_guilds",
     "pending_deliveries",
     "private_by_default",
@@ -177,11 +203,14 @@ __all__ = [
     "record_delivery_failure",
     "record_progress_message",
     "record_showcase_post",
+    "record_upload",
     "release_showcase_post",
     "remix_count",
     "requeue_interrupted_jobs",
+    "revoke_api_key",
     "running_jobs",
     "search_jobs",
+    "set_api_key_model",
     "set_guild_policy",
     "set_member_limit",
     "set_paused",
@@ -191,6 +220,7 @@ __all__ = [
     "start_job",
     "toggle_like",
     "top_jobs",
+    "touch_api_key",
     "unban_member",
     "upgrade_to_head",
     "utcnow",

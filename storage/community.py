@@ -124,11 +124,28 @@ def member_history(
     return _run(session, query, limit=limit, offset=offset)
 
 
-def is_visible(job: Job, *, guild_id: int | None, viewer_discord_id: int | None) -> bool:
-    """Whether a member of ``guild_id`` may see ``job`` (its owner always may, in its guild)."""
+def owner_history(session: Session, *, user_id: int, limit: int = 10, offset: int = 0) -> list[ListedJob]:
+    """Every job of one user (an API key's), wherever it was made, newest first."""
+    query = _columns().where(Job.owner_id == user_id).order_by(Job.id.desc())
+    return _run(session, query, limit=limit, offset=offset)
+
+
+def is_visible(
+    job: Job, *, guild_id: int | None, viewer_discord_id: int | None, viewer_user_id: int | None = None
+) -> bool:
+    """Whether a member of ``guild_id`` may see ``job`` (its owner always may, in its guild).
+
+    A viewer outside Discord (``viewer_user_id``: an API key's user) sees its own jobs anywhere,
+    and the public jobs of ``guild_id`` (none, without a guild).
+    """
+    own = (viewer_discord_id is not None and job.owner.discord_id == viewer_discord_id) or (
+        viewer_user_id is not None and job.owner_id == viewer_user_id
+    )
+    if viewer_user_id is not None:
+        return own or (guild_id is not None and job.guild_id == guild_id and not job.private)
     if job.guild_id != guild_id:
         return False
-    return not job.private or (viewer_discord_id is not None and job.owner.discord_id == viewer_discord_id)
+    return not job.private or own
 
 
 # -- likes ----------------------------------------------------------------------------------------

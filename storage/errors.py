@@ -13,6 +13,10 @@ class StorageError(Exception):
     """Base class of the storage errors."""
 
 
+class ApiKeyExists(StorageError):
+    """An API key of that name exists already (revoked ones too: names are never reused)."""
+
+
 class JobNotFound(StorageError):
     """No job has this id (it never existed or was deleted)."""
 

@@ -15,7 +15,7 @@ from sqlalchemy import func, select
 from sqlalchemy.orm import Session, joinedload, selectinload
 
 from storage.errors import InvalidTransition, JobNotFound
-from storage.models import JOB_KINDS, UNFINISHED_STATUSES, Image, Job, User
+from storage.models import JOB_KINDS, UNFINISHED_STATUSES, Image, Job, Upload, User
 from storage.timestamps import utcnow
 from storage.transitions import move
 
@@ -231,8 +231,35 @@ def children_of(session: Session, *, job_id: int) -> list[Job]:
 
 
 def find_image_path(session: Session, *, sha256: str) -> str | None:
-    """The store path of an image with this content hash (the source of an img2img or upscale)."""
-    return session.scalars(select(Image.path).where(Image.sha256 == sha256).limit(1)).first()
+    """The store path of an image or upload with this content hash (the source of an img2img or
+    upscale)."""
+    found = session.scalars(select(Image.path).where(Image.sha256 == sha256).limit(1)).first()
+    if found is None:
+        upload = session.get(Upload, sha256)
+        found = upload.path if upload is not None else None
+    return found
+
+
+def record_upload(
+    session: Session,
+    *,
+    sha256: str,
+    path: str,
+    width: int,
+    height: int,
+    size_bytes: int,
+    owner_id: int | None,
+) -> Upload:
+    """Remember an uploaded source image (once per content: the first uploader is its owner)."""
+    upload = session.get(Upload, sha256)
+    if upload is None:
+        upload = Upload(
+            sha256=sha256, path=path, width=width, height=height, size_bytes=size_bytes, owner_id=owner_id,
+            created_at=utcnow(),
+        )  # fmt: skip
+        session.add(upload)
+        session.flush()
+    return upload
 
 
 def delete_job(session: Session, *, job_id: int) -> list[str]:
@@ -250,6 +277,7 @@ def delete_job(session: Session, *, job_id: int) -> list[str]:
     if not paths:
         return []
     still_used = set(session.scalars(select(Image.path).where(Image.path.in_(paths))))
+    still_used |= set(session.scalars(select(Upload.path).where(Upload.path.in_(paths))))
     return sorted(paths - still_used)
 
 

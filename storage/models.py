@@ -310,3 +310,49 @@ class AuditEvent(Base):
 
     def __repr__(self) -> str:
         return f"AuditEvent(action={self.action!r}, guild_id={self.guild_id!r}, job_id={self.job_id!r})"
+
+
+class ApiKey(Base):
+    """A key of the HTTP API: a user of the fair queue, stored as the SHA-256 of its secret."""
+
+    __tablename__ = "api_keys"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
+    name: Mapped[str] = mapped_column(String(64), unique=True)
+    secret_sha256: Mapped[str] = mapped_column(String(64), unique=True)
+    """The secret itself is shown once, when the key is created, and never stored."""
+    prefix: Mapped[str] = mapped_column(String(16))
+    """The secret's first characters, to tell keys apart in a listing."""
+    user_id: Mapped[int] = mapped_column(ForeignKey("users.id"))
+    guild_id: Mapped[int | None] = mapped_column(BigInteger)
+    """The Discord server whose content rules the key's jobs follow and whose prompts it may list."""
+    adult: Mapped[bool] = mapped_column(Boolean, default=False, server_default=false())
+    """Its requests are judged as in an age-restricted channel."""
+    model: Mapped[str | None] = mapped_column(String(255))
+    """The model its requests use when they name none (the WebUI's ``sd_model_checkpoint``)."""
+    created_at: Mapped[datetime] = _created_at()
+    last_used_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+    revoked_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+
+    user: Mapped[User] = relationship()
+
+    def __repr__(self) -> str:
+        return f"ApiKey(name={self.name!r}, prefix={self.prefix!r})"
+
+
+class Upload(Base):
+    """An image someone sent as the source of an img2img job (kept: the job reproduces from it)."""
+
+    __tablename__ = "uploads"
+
+    sha256: Mapped[str] = mapped_column(String(64), primary_key=True)
+    path: Mapped[str] = mapped_column(String(255))
+    """Relative to the image store's root."""
+    width: Mapped[int] = mapped_column(Integer)
+    height: Mapped[int] = mapped_column(Integer)
+    size_bytes: Mapped[int] = mapped_column(BigInteger)
+    owner_id: Mapped[int | None] = mapped_column(ForeignKey("users.id", ondelete="SET NULL"))
+    created_at: Mapped[datetime] = _created_at()
+
+    def __repr__(self) -> str:
+        return f"Upload(sha256={self.sha256[:12]!r})"

@@ -50,12 +50,19 @@ def settings(tmp_path: Path, tiny_model_dir: Path, discord_double: DiscordDouble
 
 @contextlib.asynccontextmanager
 async def running_nanke(
-    settings: BotSettings, double: DiscordDouble, *, worker: bool = True
+    settings: BotSettings, double: DiscordDouble, *, worker: bool = True, api: bool = False
 ) -> AsyncIterator[NankeBot]:
-    """A brand-new bot process (app, worker, client) on ``settings``' database."""
+    """A brand-new bot process (app, worker, client) on ``settings``' database; with ``api``, the
+    HTTP API beside it on a free port (``bot.api.port``)."""
     shared, discord_settings = settings
     app = await asyncio.to_thread(App(shared).open)
-    bot = NankeBot(app, discord_settings, start_worker=worker)
+    server = None
+    if api:
+        from pipeline.api.progress import ProgressHub
+        from pipeline.api.serving import ApiServer
+
+        server = ApiServer(app, ProgressHub(), host="127.0.0.1", port=0)
+    bot = NankeBot(app, discord_settings, start_worker=worker, api=server)
     bot.deliverer.now = lambda: double.clock.datetime()
     bot.deliverer.edit_interval = 2.0
     async with running_client(bot, timeout=20.0):

@@ -34,6 +34,9 @@ TABLES = {
     "user_settings",
     "bans",
     "audit_events",
+    "member_limits",
+    "api_keys",
+    "uploads",
     "job_search",
 }
 

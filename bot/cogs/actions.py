@@ -13,7 +13,6 @@ from typing import TYPE_CHECKING, Any
 
 import discord
 
-from bot.async_jobs import AsyncJobs
 from bot.buttons import JOB_ID, CustomId, Feature, JobButton, visible_job
 from bot.cogs.community import LikeButton, ShareButton, UseButton
 from bot.errors import NETWORK_ERRORS, JobGone, report_error
@@ -21,6 +20,7 @@ from bot.i18n import ENGLISH, Texts, for_interaction
 from bot.interactions import destination_of, requester_of, viewer_of
 from pipeline.errors import JobNotFound, NotPermitted
 from pipeline.queue.jobs import JobSnapshot
+from pipeline.queue.jobs.asynchronous import AsyncJobs
 
 if TYPE_CHECKING:
     from bot.client import NankeBot

@@ -16,11 +16,11 @@ import discord
 from discord import app_commands
 from discord.ext import commands
 
-from bot.async_jobs import AsyncJobs
 from bot.audit import audit_embed, limit_text
 from bot.i18n import for_interaction
 from bot.interactions import require_manage_server
 from pipeline.queue.jobs import MAX_DAILY_LIMIT
+from pipeline.queue.jobs.asynchronous import AsyncJobs
 
 if TYPE_CHECKING:
     from bot.client import NankeBot

@@ -13,13 +13,13 @@ from typing import TYPE_CHECKING
 import discord
 
 from bot import render
-from bot.async_jobs import AsyncJobs
 from bot.buttons import JOB_ID, CustomId, Feature, JobButton, visible_job
 from bot.errors import BotError, NotAllowed, report_error
 from bot.i18n import ENGLISH, Texts, for_interaction
 from pipeline.domain.prompt.flags import format_prompt
 from pipeline.errors import PipelineError
 from pipeline.queue.jobs import JobSnapshot
+from pipeline.queue.jobs.asynchronous import AsyncJobs
 
 if TYPE_CHECKING:
     from bot.client import NankeBot

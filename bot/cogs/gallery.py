@@ -13,12 +13,12 @@ import discord
 from discord import app_commands
 
 from bot import render
-from bot.async_jobs import AsyncJobs
 from bot.buttons import Feature, visible_job
 from bot.cogs.actions import result_view
 from bot.errors import BotError
 from bot.i18n import ENGLISH, Texts, for_interaction
 from bot.interactions import age_restricted
+from pipeline.queue.jobs.asynchronous import AsyncJobs
 
 if TYPE_CHECKING:
     from bot.client import NankeBot

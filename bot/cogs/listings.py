@@ -20,12 +20,12 @@ import discord
 from discord import app_commands
 
 from bot import render
-from bot.async_jobs import AsyncJobs
 from bot.buttons import CustomId, Feature, RefusedButton, admitted
 from bot.cogs.community import LikeButton, UseButton
 from bot.errors import report_error
 from bot.i18n import Texts, for_interaction
 from pipeline.queue.jobs import ListedJob
+from pipeline.queue.jobs.asynchronous import AsyncJobs
 
 if TYPE_CHECKING:
     from bot.client import NankeBot

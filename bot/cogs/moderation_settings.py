@@ -26,13 +26,13 @@ import discord
 from discord import app_commands
 
 from bot import render
-from bot.async_jobs import AsyncJobs
 from bot.audit import CHOICE_KEYS, limit_text
 from bot.errors import BotError
 from bot.i18n import ENGLISH, Texts, for_interaction
 from bot.interactions import require_manage_server
 from pipeline.domain.moderation import DEFAULT_NSFW_TERMS, MAX_TERMS, Policy, term_list, with_terms
 from pipeline.queue.jobs import MAX_DAILY_LIMIT
+from pipeline.queue.jobs.asynchronous import AsyncJobs
 
 log = logging.getLogger(__name__)
 

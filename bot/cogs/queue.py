@@ -14,10 +14,10 @@ import discord
 from discord import app_commands
 
 from bot import render
-from bot.async_jobs import AsyncJobs
 from bot.buttons import Feature
 from bot.i18n import ENGLISH, Texts, for_interaction
 from pipeline.queue.jobs import QueueEntry, QueueOverview
+from pipeline.queue.jobs.asynchronous import AsyncJobs
 
 if TYPE_CHECKING:
     from bot.client import NankeBot

@@ -10,10 +10,10 @@ import discord
 from discord import app_commands
 from discord.ext import commands
 
-from bot.async_jobs import AsyncJobs
 from bot.cogs.moderation_settings import ModerationSettings
 from bot.errors import NotAllowed
 from bot.i18n import for_interaction
+from pipeline.queue.jobs.asynchronous import AsyncJobs
 
 if TYPE_CHECKING:
     from bot.client import NankeBot

@@ -51,6 +51,28 @@ class WorkerEvents:
         """``job_id`` is done, failed or cancelled, and its row says so."""
 
 
+class EventFanout(WorkerEvents):
+    """Tells every listener (the bot's delivery, the HTTP API) what the worker says; one that
+    fails is logged and does not keep the news from the others."""
+
+    def __init__(self, *listeners: WorkerEvents) -> None:
+        self.listeners = listeners
+
+    def progress(self, job_id: int, step: int, total: int, elapsed_s: float) -> None:
+        for listener in self.listeners:
+            try:
+                listener.progress(job_id, step, total, elapsed_s)
+            except Exception:
+                log.exception("a listener failed on the progress of job %d", job_id)
+
+    def finished(self, job_id: int) -> None:
+        for listener in self.listeners:
+            try:
+                listener.finished(job_id)
+            except Exception:
+                log.exception("a listener failed on the end of job %d", job_id)
+
+
 Finished = tuple[int, GenerationResult]
 """A started job's id and what the engine made for it."""
 

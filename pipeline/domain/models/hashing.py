@@ -73,6 +73,21 @@ def file_sha256(path: Path, cache_dir: Path | None = None) -> str:
     return digest
 
 
+def cached_sha256(path: Path, cache_dir: Path | None) -> str | None:
+    """The sha256 of a model (file or diffusers folder) if it was hashed before and has not
+    changed since; ``None`` otherwise (nothing is read: for listings)."""
+    target = folder_weights_file(path) if path.is_dir() else path
+    if target is None or cache_dir is None or not target.is_file():
+        return None
+    target = target.resolve()
+    stat = target.stat()
+    with _lock:
+        entry = _read_cache(cache_dir / CACHE_FILE).get(str(target))
+    if entry and entry.get("size") == stat.st_size and entry.get("mtime_ns") == stat.st_mtime_ns:
+        return str(entry["sha256"])
+    return None
+
+
 def model_hash(path: Path, cache_dir: Path | None = None) -> str | None:
     """A1111's AutoV2 hash of a checkpoint file or a diffusers folder (``None`` if no weights)."""
     target = folder_weights_file(path) if path.is_dir() else path

@@ -9,6 +9,8 @@ place sessions open).
 
 from __future__ import annotations
 
+from pipeline.queue.jobs.images import Upload
+from pipeline.queue.jobs.keys import ApiKeySnapshot
 from pipeline.queue.jobs.moderation import AUDIT_ACTIONS, MAX_DAILY_LIMIT, AuditEntry
 from pipeline.queue.jobs.overview import QueueEntry, QueueOverview
 from pipeline.queue.jobs.runs import ImageFile
@@ -31,6 +33,7 @@ __all__ = [
     "FINISHED_STATUSES",
     "JOB_KINDS",
     "MAX_DAILY_LIMIT",
+    "ApiKeySnapshot",
     "AuditEntry",
     "DeliverySnapshot",
     "Destination",
@@ -43,5 +46,6 @@ __all__ = [
     "QueueEntry",
     "QueueOverview",
     "Requester",
+    "Upload",
     "Viewer",
 ]

@@ -22,6 +22,7 @@ from storage import (
     jobs_by_member,
     like_count,
     member_history,
+    owner_history,
     private_by_default,
     recent_jobs,
     record_showcase_post,
@@ -42,9 +43,11 @@ LISTINGS: dict[str, Callable[..., list[ListedJob]]] = {
     "recent": recent_jobs,
     "by": jobs_by_member,
     "history": member_history,
+    "owned": owner_history,
 }
 """The listings by name: ``search`` (``text=``), ``top`` (``period=``), ``recent``, ``by``
-(``discord_id=``) and ``history`` (a member's own, ``discord_id=``); all take ``guild_id=``."""
+(``discord_id=``) and ``history`` (a member's own, ``discord_id=``) take ``guild_id=``; ``owned``
+(every job of one user, an API key's: ``user_id=``) does not."""
 
 
 class Community:

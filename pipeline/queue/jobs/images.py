@@ -1,22 +1,33 @@
-"""Reading the image files of jobs: one image, the sources of child jobs, a job's whole picture."""
+"""Reading the image files of jobs (one image, the sources of child jobs, a job's whole picture),
+and keeping the images people send as sources."""
 
 from __future__ import annotations
 
 import io
 import logging
 from collections.abc import Sequence
+from dataclasses import dataclass
 from pathlib import Path
 
 from PIL import Image
 
 from pipeline.domain.grid import Picture
 from pipeline.domain.request import GenerationRequest
-from pipeline.errors import PipelineError
+from pipeline.errors import InvalidRequest, PipelineError
 from pipeline.queue.jobs.snapshots import ImageSnapshot, JobSnapshot, ListedJob
 from pipeline.queue.jobs.store import JobStore
-from storage import find_image_path
+from storage import find_image_path, record_upload
 
 log = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True)
+class Upload:
+    """A kept source image: what a request names it by, and its size."""
+
+    sha256: str
+    width: int
+    height: int
 
 
 class Images:
@@ -60,6 +71,42 @@ class Images:
         """The job's image, or a grid of its images, with its parameters; ``None`` without images."""
         images = self.load(job)
         return Picture.of(images, job.parameters_text()) if images else None
+
+    def upload(self, data: bytes, *, owner_id: int | None, max_pixels: int) -> Upload:
+        """Keep an image someone sent as the source of img2img jobs; what a request names as its
+        ``init_image`` (the sha256 of the PNG it is stored as: RGB, without metadata).
+
+        Raises :class:`~pipeline.errors.InvalidRequest` (field ``image``) for data that is not an
+        image nanke reads, or one larger than ``max_pixels``.
+        """
+        try:
+            with Image.open(io.BytesIO(data)) as opened:
+                width, height = opened.size
+                if width * height > max_pixels:
+                    raise InvalidRequest(
+                        "image", f"{width}x{height}", f"at most {max_pixels:,} pixels", reason="is too large"
+                    )
+                picture = opened.convert("RGB")
+        except InvalidRequest:
+            raise
+        except (OSError, ValueError, Image.DecompressionBombError) as error:
+            raise InvalidRequest(
+                "image", f"{len(data)} bytes", "a PNG, JPEG or WebP image", reason="cannot be read"
+            ) from error
+        buffer = io.BytesIO()
+        picture.save(buffer, format="PNG")
+        file = self._store.put(buffer.getvalue(), suffix=".png")
+        with self._store.session() as session:
+            record_upload(
+                session,
+                sha256=file.sha256,
+                path=file.path,
+                width=width,
+                height=height,
+                size_bytes=file.size_bytes,
+                owner_id=owner_id,
+            )
+        return Upload(file.sha256, width, height)
 
     def sources(self, requests: Sequence[GenerationRequest]) -> dict[str, Image.Image]:
         """The stored images that img2img and upscale requests start from, by sha256."""

@@ -139,19 +139,24 @@ class Moderation:
     def screen(
         self, prompt: str, *, requester: Requester, destination: Destination | None, images: int
     ) -> Verdict:
-        """Judge a submission of ``images`` images by a Discord member (the command line is not
-        judged): raise :class:`~pipeline.errors.Banned`, :class:`~pipeline.errors.ContentRefused` or
+        """Judge a submission of ``images`` images by a Discord member or an API key (the command
+        line is not judged) by the rules of the guild it is made in: raise
+        :class:`~pipeline.errors.Banned`, :class:`~pipeline.errors.ContentRefused` or
         :class:`~pipeline.errors.DailyLimitReached`, each logged; else the verdict (``nsfw``: the
         job is adult content)."""
-        if requester.discord_id is None or destination is None:
+        if requester.local:
             return Verdict(True)
-        member, guild_id = requester.discord_id, destination.guild_id
+        member = requester.discord_id
+        if destination is not None:
+            guild_id, age_restricted = destination.guild_id, destination.age_restricted
+        else:  # outside Discord: an API key
+            guild_id, age_restricted = requester.guild_id, requester.age_restricted
         refusal: Exception | None = None
         with self._store.session() as session:
-            if guild_id is not None:
+            if guild_id is not None and member is not None:
                 refusal = _banned(session, guild_id, member)
             policy = _policy(session, guild_id) if guild_id is not None else Policy()
-            verdict = judge(prompt, policy, age_restricted=destination.age_restricted)
+            verdict = judge(prompt, policy, age_restricted=age_restricted)
             if refusal is None and not verdict.allowed:
                 refusal = _refused(verdict, policy)
                 audit(
@@ -159,11 +164,12 @@ class Moderation:
                     guild_id,
                     "prompt_refused",
                     actor=member,
+                    **({"via": requester.name} if member is None else {}),
                     rule=verdict.rule,
                     term=verdict.term,
                     prompt=shorten(prompt, AUDIT_PROMPT_CHARS),
                 )
-            if refusal is None and guild_id is not None:
+            if refusal is None and guild_id is not None and member is not None:
                 refusal = _over_limit(session, guild_id, member, policy, images)
         if refusal is not None:
             raise refusal

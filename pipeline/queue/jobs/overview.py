@@ -33,6 +33,8 @@ class QueueEntry:
     """Its guild's queue is paused: it waits until an admin resumes it."""
     eta_s: float | None = None
     """Seconds until it should be done, when there is a measured throughput and it is not paused."""
+    owner_id: int | None = None
+    """The owner's user id (an API key's jobs are found by it)."""
 
 
 @dataclass(frozen=True)

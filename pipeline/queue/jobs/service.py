@@ -5,9 +5,8 @@ finish with images, fail, cancel, requeue after a crash, mark delivered) and eve
 write of an image file goes through a :class:`JobService`: this module for what people ask
 for, and its sections for the rest (``runs``: what the worker records, ``images``: the image
 files, ``deliveries``: getting results to Discord, ``community``: likes, the showcase, listings
-and member settings, ``moderation``: content rules, bans, daily limits, paused queues and the
-audit log). It takes plain values and returns
-frozen snapshots.
+and member settings, ``keys``: the HTTP API's keys, ``moderation``: content rules, bans, daily
+limits, paused queues and the audit log). It takes plain values and returns frozen snapshots.
 
 Guild isolation is one rule, applied wherever a job is looked up for a member (:meth:`visible`):
 a job is only visible in the guild it was made in, a private one only to its owner, and an
@@ -25,11 +24,12 @@ from sqlalchemy.orm import Session
 
 from pipeline.domain.request import GenerationRequest
 from pipeline.domain.text import shorten
-from pipeline.errors import JobNotFound, NotCancellable, NotPermitted, PipelineError, QueueFull
+from pipeline.errors import JobError, JobNotFound, NotCancellable, NotPermitted, PipelineError, QueueFull
 from pipeline.queue import derive
 from pipeline.queue.jobs.community import Community
 from pipeline.queue.jobs.deliveries import Deliveries
 from pipeline.queue.jobs.images import Images
+from pipeline.queue.jobs.keys import ApiKeys
 from pipeline.queue.jobs.moderation import AUDIT_PROMPT_CHARS, Moderation, audit
 from pipeline.queue.jobs.overview import QueueEntry, QueueOverview, seconds_per_image, with_estimates
 from pipeline.queue.jobs.runs import Runs
@@ -37,6 +37,7 @@ from pipeline.queue.jobs.snapshots import FINISHED_STATUSES, Destination, JobSna
 from pipeline.queue.jobs.store import JobStore
 from pipeline.queue.scheduler import FairScheduler, QueuedJob
 from storage import (
+    User,
     cancel_job,
     count_unfinished_jobs,
     create_delivery,
@@ -79,6 +80,7 @@ class JobService:
         self.deliveries = Deliveries(store)
         self.community = Community(store)
         self.moderation = Moderation(store)
+        self.keys = ApiKeys(store)
         self._store = store
 
     # -- submitting -----------------------------------------------------------------------------
@@ -112,9 +114,10 @@ class JobService:
         verdict = self.moderation.screen(
             request.prompt, requester=requester, destination=destination, images=request.count
         )
+        guild_id = destination.guild_id if destination is not None else requester.guild_id
         with self._store.session() as session:
-            owner = get_or_create_user(session, discord_id=requester.discord_id, name=requester.name)
-            if requester.discord_id is not None:
+            owner = self._owner(session, requester)
+            if not requester.local:
                 unfinished = count_unfinished_jobs(session, owner_id=owner.id)
                 if unfinished >= self.max_queued_per_user:
                     raise QueueFull(
@@ -131,7 +134,7 @@ class JobService:
                 prompt=request.prompt,
                 parent_id=parent_id,
                 parent_image_index=parent_image_index,
-                guild_id=destination.guild_id if destination else None,
+                guild_id=guild_id,
                 channel_id=destination.channel_id if destination else None,
                 model_name=request.model,
                 private=private,
@@ -151,9 +154,10 @@ class JobService:
                 )
             session.flush()
             if verdict.nsfw:
+                via = {"via": requester.name} if requester.discord_id is None else {}
                 audit(
                     session, job.guild_id, "prompt_adult", actor=requester.discord_id, job_id=job.id,
-                    term=verdict.term,
+                    term=verdict.term, **via,
                 )  # fmt: skip
             snapshot = JobSnapshot.of(job)
         log.info("job %d queued (%s by %s): %s", snapshot.id, kind, requester.name, request.prompt[:80])
@@ -242,7 +246,10 @@ class JobService:
         with self._store.session() as session:
             job = get_job(session, job_id=job_id)
             if viewer is not None and not is_visible(
-                job, guild_id=viewer.guild_id, viewer_discord_id=viewer.discord_id
+                job,
+                guild_id=viewer.guild_id,
+                viewer_discord_id=viewer.discord_id,
+                viewer_user_id=viewer.user_id,
             ):
                 raise JobNotFound(job_id)
             return JobSnapshot.of(job)
@@ -284,11 +291,15 @@ class JobService:
                     guild_id=job.guild_id,
                     images=GenerationRequest.from_json(job.request_json).count,
                     prompt=job.prompt,
+                    owner_id=job.owner_id,
                 )
                 for job in running_jobs(session)
             ]
             waiting = {job.id: job for job in queued_jobs(session, limit=None)}
-            owners = {job_id: (job.owner.discord_id, job.owner.name) for job_id, job in waiting.items()}
+            owners = {
+                job_id: (job.owner.discord_id, job.owner.name, job.owner_id)
+                for job_id, job in waiting.items()
+            }
             paused = paused_guilds(session)
             per_image = seconds_per_image(recent_runs(session))
         queued = [
@@ -302,6 +313,7 @@ class JobService:
                 images=job.request.count,
                 prompt=job.request.prompt,
                 paused=job.guild_id in paused,
+                owner_id=owners[job.job_id][2],
             )
             for place, job in enumerate(self.scheduler.order(self.queued()), start=1)
             if job.job_id in owners
@@ -351,6 +363,14 @@ class JobService:
             self._store.delete(path)
         log.info("job %d deleted with %d files", job_id, len(orphaned))
         return snapshot
+
+    def _owner(self, session: Session, requester: Requester) -> User:
+        if requester.user_id is not None:
+            owner = session.get(User, requester.user_id)
+            if owner is None:
+                raise JobError(f"the user {requester.user_id} of {requester.name!r} no longer exists")
+            return owner
+        return get_or_create_user(session, discord_id=requester.discord_id, name=requester.name)
 
     def _check_manageable(self, job_id: int, viewer: Viewer | None) -> None:
         if viewer is not None and not self.visible(job_id, viewer).manageable_by(viewer):

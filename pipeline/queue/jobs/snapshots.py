@@ -29,20 +29,35 @@ __all__ = [
 
 @dataclass(frozen=True)
 class Requester:
-    """Who asks: a Discord member (``discord_id``) or the local command line (``None``)."""
+    """Who asks: a Discord member (``discord_id``), a key of the HTTP API (``user_id``: the user
+    the key acts as), or the local command line (neither).
+
+    A requester outside Discord has no channel: ``guild_id`` names the server whose content rules
+    and listings its jobs belong to, and ``age_restricted`` whether it may ask for adult content.
+    """
 
     name: str
     discord_id: int | None = None
+    user_id: int | None = None
+    guild_id: int | None = None
+    age_restricted: bool = False
+
+    @property
+    def local(self) -> bool:
+        """The command line: no queue limit, no content rules."""
+        return self.discord_id is None and self.user_id is None
 
 
 @dataclass(frozen=True)
 class Viewer:
     """Who acts on a job, and where: a member in a guild (``None``: a direct message), and whether
-    they may manage other members' jobs there (Discord's Manage Messages)."""
+    they may manage other members' jobs there (Discord's Manage Messages); or a key of the HTTP
+    API (``user_id``), which sees its own jobs and the public ones of its guild."""
 
-    discord_id: int
+    discord_id: int | None
     guild_id: int | None
     moderator: bool = False
+    user_id: int | None = None
 
 
 @dataclass(frozen=True)
@@ -103,6 +118,8 @@ class JobSnapshot:
     flagged: bool = False
     """Adult content (an NSFW prompt, or an image the safety check flagged): kept out of public
     listings and the showcase, shown only in age-restricted channels."""
+    owner_id: int | None = None
+    """The owner's user id (what an API key's viewer is matched by)."""
 
     @property
     def finished(self) -> bool:
@@ -110,7 +127,11 @@ class JobSnapshot:
 
     def manageable_by(self, viewer: Viewer) -> bool:
         """Whether ``viewer`` may cancel or delete this job: its owner, or a moderator where it is."""
-        return viewer.moderator or viewer.discord_id == self.owner_discord_id
+        return (
+            viewer.moderator
+            or (viewer.discord_id is not None and viewer.discord_id == self.owner_discord_id)
+            or (viewer.user_id is not None and viewer.user_id == self.owner_id)
+        )
 
     def parameters_text(self) -> str:
         """AUTOMATIC1111's ``parameters`` text of the first image (what a grid of the job carries)."""
@@ -148,6 +169,7 @@ class JobSnapshot:
             private=job.private,
             parent_owner_name=job.parent.owner.name if job.parent is not None else None,
             flagged=job.flagged,
+            owner_id=job.owner_id,
         )
 
 

@@ -1,8 +1,9 @@
-"""The job interface on the bot's event loop, written once: each call runs in a thread.
+"""The job interface on an event loop (the bot's, the HTTP API's), written once: each call runs
+in a thread.
 
 ``await jobs.get(7)`` is ``JobService.get(7)`` run with :func:`asyncio.to_thread`, so the
 database and the image files never block the loop; the sections (``jobs.images``,
-``jobs.deliveries``, ``jobs.community``, ``jobs.moderation``) work the same way.
+``jobs.deliveries``, ``jobs.community``, ``jobs.moderation``, ``jobs.keys``) work the same way.
 """
 
 from __future__ import annotations
@@ -13,7 +14,7 @@ import logging
 from collections.abc import Awaitable, Callable
 from typing import Any
 
-from pipeline.queue.jobs import JobService
+from pipeline.queue.jobs.service import JobService
 
 log = logging.getLogger(__name__)
 
@@ -47,3 +48,4 @@ class AsyncJobs(Async):
         self.deliveries = Async(jobs.deliveries)
         self.community = Async(jobs.community)
         self.moderation = Async(jobs.moderation)
+        self.keys = Async(jobs.keys)
