@@ -81,11 +81,12 @@ class Terminal:
 def cmd_imagine(args: argparse.Namespace, settings: Settings) -> int:
     from pipeline.domain.prompt.flags import parse_prompt
 
-    parsed = parse_prompt(args.prompt)
+    app = _app(settings)
+    parsed = parse_prompt(args.prompt, styles=app.styles.book())
     request = parsed.request
     if args.model:
         request = replace(request, model=args.model)
-    return _generate(args, _app(settings), request, kind="imagine")
+    return _generate(args, app, request, kind="imagine")
 
 
 def cmd_import(args: argparse.Namespace, settings: Settings) -> int:
@@ -99,7 +100,7 @@ def cmd_import(args: argparse.Namespace, settings: Settings) -> int:
     if text is None:
         return _fail(f"{path.name} has no generation parameters (no A1111 'parameters' text or EXIF comment)")
     app = _app(settings)
-    imported = import_request(text, catalog=app.catalog, model=args.model or None)
+    imported = import_request(text, catalog=app.catalog, model=args.model or None, resources=app.resources)
     for note in imported.notes:
         print(f"note: {note}", file=sys.stderr)
     return _generate(args, app, imported.request, kind="imagine")

@@ -25,7 +25,7 @@ from discord import app_commands
 from discord.ext import commands
 
 from bot.buttons import Gatekeeper, admitted, unclaimed_buttons
-from bot.cogs import actions, admin, community, gallery, imagine, listings, queue, reproduce
+from bot.cogs import actions, admin, community, gallery, imagine, library, listings, queue, reproduce
 from bot.cogs import settings as settings_commands
 from bot.delivery import Deliverer
 from bot.errors import report_error
@@ -41,7 +41,9 @@ if TYPE_CHECKING:
 
 log = logging.getLogger(__name__)
 
-FEATURES = (imagine, actions, community, listings, gallery, reproduce, queue, settings_commands, admin)
+FEATURES = (
+    imagine, actions, community, listings, gallery, reproduce, queue, library, settings_commands, admin,
+)  # fmt: skip
 RETRY_INTERVAL = 5.0
 
 
@@ -88,7 +90,11 @@ class NankeBot(commands.Bot):
         self.jobs = AsyncJobs(app.jobs)
         self.deliverer = Deliverer(self, self.jobs)
         self.submitter = Submitter(
-            jobs=self.jobs, deliverer=self.deliverer, catalog=app.catalog, max_pixels=app.settings.max_pixels
+            jobs=self.jobs,
+            deliverer=self.deliverer,
+            catalog=app.catalog,
+            max_pixels=app.settings.max_pixels,
+            styles=app.styles,
         )
         self.worker: Worker | None = None
         self.api = api

@@ -16,6 +16,7 @@ from bot.errors import report_error, retract
 from bot.interactions import destination_of, requester_of
 from pipeline.domain.models import ModelCatalog
 from pipeline.domain.prompt.flags import parse_prompt
+from pipeline.domain.prompt.styles import StyleFile
 from pipeline.domain.request import GenerationRequest
 from pipeline.queue.jobs import JobSnapshot
 from pipeline.queue.jobs.asynchronous import AsyncJobs
@@ -30,17 +31,24 @@ class Submitter:
     """Turns what a member typed into a queued job and answers within Discord's deadlines."""
 
     def __init__(
-        self, *, jobs: AsyncJobs, deliverer: Deliverer, catalog: ModelCatalog, max_pixels: int
+        self,
+        *,
+        jobs: AsyncJobs,
+        deliverer: Deliverer,
+        catalog: ModelCatalog,
+        max_pixels: int,
+        styles: StyleFile | None = None,
     ) -> None:
         self.jobs = jobs
         self.deliverer = deliverer
         self.catalog = catalog
         self.max_pixels = max_pixels
+        self.styles = styles or StyleFile(None)
 
     def prepare(self, text: str, **options: object) -> tuple[GenerationRequest, bool]:
         """Prompt text with flags (and /imagine's options, which win) → a validated request, and
         whether ``--private`` was given. Raises :class:`PipelineError` for bad input; no I/O."""
-        parsed = parse_prompt(text)
+        parsed = parse_prompt(text, styles=self.styles.book())
         request = replace(parsed.request, **{k: v for k, v in options.items() if v is not None})
         if request.model is not None:
             request = replace(request, model=self.catalog.resolve(request.model, allow_paths=False).name)

@@ -18,6 +18,8 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from pipeline.domain.models.catalog import ModelCatalog
+from pipeline.domain.models.resources import Resources
+from pipeline.domain.prompt.styles import StyleFile
 from pipeline.engine.results import EngineOptions
 from pipeline.errors import StoreError
 from pipeline.queue.doorbell import Doorbell
@@ -83,6 +85,23 @@ class App:
         return ModelCatalog(default=self.settings.model, models_dir=self.settings.models_dir)
 
     @cached_property
+    def resources(self) -> Resources:
+        """The LoRA, embedding and VAE folders."""
+        settings = self.settings
+        return Resources.of(
+            lora_dir=settings.lora_dir,
+            embeddings_dir=settings.embeddings_dir,
+            vae_dir=settings.vae_dir,
+            vae=settings.vae,
+            cache_dir=settings.cache_dir,
+        )
+
+    @cached_property
+    def styles(self) -> StyleFile:
+        """The prompt styles of ``--style`` (re-read when the file changes)."""
+        return StyleFile(self.settings.styles_file)
+
+    @cached_property
     def scheduler(self) -> FairScheduler:
         return FairScheduler(max_images=self.settings.max_batch or AUTO_MAX_IMAGES)
 
@@ -96,6 +115,7 @@ class App:
             max_pixels=self.settings.max_pixels,
             max_queued_per_user=self.settings.max_queued_per_user,
             on_submit=self.doorbell.ring,
+            check=self.resources.check,
         )
 
     @cached_property
@@ -111,6 +131,7 @@ class App:
             options=engine_options(self.settings),
             upscaler=self.settings.upscaler_model,
             safety_checker=self.settings.safety_checker,
+            resources=self.resources,
         )
 
     @cached_property

@@ -73,6 +73,19 @@ class ModelLoadError(ModelError):
     """The model exists but could not be loaded (wrong format, missing config, no network)."""
 
 
+class ResourceError(PipelineError):
+    """A LoRA, embedding or VAE a request calls on cannot be used; the message names the file by
+    the name the member wrote (never by its path), so it is shown as it is."""
+
+
+class ResourceNotFound(ResourceError, LookupError):
+    """A LoRA, embedding or VAE the request names is not in its folder."""
+
+
+class ResourceMismatch(ResourceError):
+    """A LoRA, embedding or VAE does not fit the model (it was made for another architecture)."""
+
+
 class DeviceError(PipelineError):
     """The requested device or dtype cannot be used on this machine."""
 

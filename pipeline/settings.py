@@ -15,6 +15,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
 
+from pipeline.domain.models.resources import Kind, ResourceFolder, default_folder
 from pipeline.engine.device_names import DEVICE_CHOICES, DTYPE_CHOICES, TUNING_CHOICES, is_device_name
 
 log = logging.getLogger(__name__)
@@ -75,6 +76,17 @@ class Settings:
     """NANKE_API_RATE: requests one API key may make per minute."""
     api_max_body_mb: int = 32
     """NANKE_API_MAX_BODY_MB: the largest request body the HTTP API reads, in MiB."""
+    lora_dir: Path | None = None
+    """NANKE_LORA_DIR: the LoRA files (default: a ``Lora`` folder in or beside the models folder)."""
+    embeddings_dir: Path | None = None
+    """NANKE_EMBEDDINGS_DIR: textual-inversion embeddings (default: an ``embeddings`` folder there)."""
+    vae_dir: Path | None = None
+    """NANKE_VAE_DIR: VAE files and folders (default: a ``VAE`` folder there)."""
+    vae: str | None = None
+    """NANKE_VAE: the VAE every model uses unless a request names one (a name in the VAE folder or a
+    path); unset: each model's own, or the ``<checkpoint>.vae.safetensors`` beside it."""
+    styles_file: Path | None = None
+    """NANKE_STYLES_FILE: a WebUI ``styles.csv`` for ``--style`` (default ``<data_dir>/styles.csv``)."""
     log_level: str = "INFO"
     """NANKE_LOG_LEVEL: DEBUG, INFO, WARNING or ERROR."""
     log_file: Path | None = None
@@ -129,9 +141,38 @@ def load_settings(
         api_max_body_mb=reader.integer("NANKE_API_MAX_BODY_MB", 32, low=1, high=1024),
         log_level=reader.choice("NANKE_LOG_LEVEL", "INFO", LOG_LEVELS, upper=True),
         log_file=reader.path("NANKE_LOG_FILE"),
+        lora_dir=_resource_dir(reader, "NANKE_LORA_DIR", "lora", models_dir, data_dir),
+        embeddings_dir=_resource_dir(reader, "NANKE_EMBEDDINGS_DIR", "embedding", models_dir, data_dir),
+        vae_dir=_resource_dir(reader, "NANKE_VAE_DIR", "vae", models_dir, data_dir),
+        vae=_vae(reader, _resource_dir(reader, "NANKE_VAE_DIR", "vae", models_dir, data_dir)),
+        styles_file=reader.path("NANKE_STYLES_FILE") or data_dir / "styles.csv",
     )
     reader.check()
     return settings
+
+
+def _resource_dir(
+    reader: SettingsReader, name: str, kind: Kind, models_dir: Path | None, data_dir: Path
+) -> Path | None:
+    """The folder setting ``name`` names (it must exist), else the WebUI's place for ``kind``."""
+    text = reader.text(name, "")
+    if not text:
+        return default_folder(kind, models_dir=models_dir, data_dir=data_dir)
+    folder = Path(text).expanduser()
+    if not folder.is_dir():
+        reader.problem(name, text, "is not a folder")
+    return folder
+
+
+def _vae(reader: SettingsReader, vae_dir: Path | None) -> str | None:
+    """``NANKE_VAE``: a name in the VAE folder or a path to a VAE file or folder."""
+    text = reader.text("NANKE_VAE", "")
+    if not text:
+        return None
+    if not Path(text).expanduser().exists() and ResourceFolder("vae", vae_dir).find(text) is None:
+        where = f"a VAE in {vae_dir}" if vae_dir is not None else "a VAE in the VAE folder (none is set)"
+        reader.problem("NANKE_VAE", text, f"is neither a VAE file or folder nor {where}")
+    return text
 
 
 def environment(

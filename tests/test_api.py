@@ -319,16 +319,26 @@ def test_what_nanke_cannot_honour_is_reported_not_dropped(server: Server) -> Non
                 **FAST,
                 "restore_faces": True,
                 "enable_hr": True,
-                "styles": ["cinematic"],
-                "scheduler": "exponential",
-                "override_settings": {"sd_vae": "other.vae"},
+                "hr_scale": 1.5,
+                "hr_upscaler": "R-ESRGAN 4x+",
+                "scheduler": "sgm_uniform",
+                "override_settings": {"eta_noise_seed_delta": 31337},
                 "an_extension_field": 1,
             },
         )
-    assert answer.status_code == 200, answer.text
-    not_honoured = json.loads(answer.json()["info"])["nanke_not_honoured"]
-    assert set(not_honoured) == {"restore_faces", "enable_hr", "styles", "scheduler", "override_settings"}
-    assert not_honoured["override_settings"] == ["sd_vae"]
+        assert answer.status_code == 200, answer.text
+        not_honoured = json.loads(answer.json()["info"])["nanke_not_honoured"]
+        assert set(not_honoured) == {"restore_faces", "hr_upscaler", "scheduler", "override_settings"}
+        assert not_honoured["override_settings"] == ["eta_noise_seed_delta"]
+        assert Image.open(io.BytesIO(base64.b64decode(answer.json()["images"][0]))).size == (96, 96)
+        # What nanke honours but does not have is refused, naming the field or the file
+        styles = client.post("/sdapi/v1/txt2img", json={"prompt": "a fox", **FAST, "styles": ["cinematic"]})
+        assert styles.status_code == 422 and styles.json()["detail"][0]["loc"] == ["body", "styles"]
+        vae = client.post(
+            "/sdapi/v1/txt2img",
+            json={"prompt": "a fox", **FAST, "override_settings": {"sd_vae": "other.vae"}},
+        )
+        assert vae.status_code == 400 and "other.vae" in vae.json()["detail"]
 
 
 def test_two_keys_share_the_queue_fairly(server: Server) -> None:

@@ -70,9 +70,11 @@ def test_an_unchanged_clients_defaults_are_not_reported_as_not_honoured() -> Non
         ("Euler a", "automatic", "Euler a", False),
         ("DPM++ 2M", "karras", "DPM++ 2M Karras", False),
         ("DPM++ 2M Karras", "Karras", "DPM++ 2M Karras", False),
-        ("DPM++ 2M", None, "DPM++ 2M", False),
+        ("DPM++ 2M", None, "DPM++ 2M Karras", False),  # the WebUI 1.9+'s Automatic
+        ("DPM++ 2M", "uniform", "DPM++ 2M", False),
+        ("DPM++ 2M SDE", "automatic", "DPM++ 2M SDE Exponential", False),
         ("Euler a", "karras", "Euler a", True),  # no Karras variant
-        ("DPM++ 2M", "exponential", "DPM++ 2M", True),
+        ("DPM++ 2M", "exponential", "DPM++ 2M Karras", True),
         (None, "sgm_uniform", None, True),
     ],
 )
@@ -119,3 +121,42 @@ def test_the_rate_allows_a_burst_then_refills() -> None:
     wait = limiter.admit(1)
     assert 0 < wait <= 1.0
     assert limiter.admit(2) == 0, "each key has its own bucket"
+
+
+def test_hires_fix_tiling_styles_and_the_vae_are_honoured() -> None:
+    from pipeline.domain.prompt.styles import StyleBook
+
+    book = StyleBook.from_csv('name,prompt,negative_prompt\nFilm,"{prompt}, film grain",blurry\n')
+    body = Txt2ImgRequest.model_validate(
+        payload_of(
+            "txt2img",
+            prompt="a fox <lora:detail:0.6>",
+            negative_prompt="ugly",
+            enable_hr=True,
+            hr_scale=1.5,
+            hr_upscaler="Latent (bicubic)",
+            hr_second_pass_steps=7,
+            denoising_strength=0.45,
+            tiling=True,
+            styles=["film"],
+            override_settings={"sd_vae": "vae-ft-mse.safetensors"},
+        )
+    )
+    translated = translate(body, model=None, styles=book)
+    request = translated.request.with_seed(1).validate()
+    assert translated.not_honoured == {}
+    assert (request.hires_scale, request.hires_steps, request.hires_denoise) == (1.5, 7, 0.45)
+    assert (request.hires_upscaler, request.tile, request.vae) == ("Latent (bicubic)", True, "vae-ft-mse")
+    assert (
+        request.prompt == "a fox <lora:detail:0.6>, film grain" and request.negative_prompt == "ugly, blurry"
+    )
+    assert request.styles == ("Film",) and request.loras == (("detail", 0.6),)
+    # an upscaler model nanke lacks is reported, and the hires pass resizes with Lanczos
+    esrgan = Txt2ImgRequest.model_validate(
+        payload_of("txt2img", prompt="x", enable_hr=True, hr_upscaler="R-ESRGAN 4x+")
+    )
+    translated = translate(esrgan, model=None)
+    assert translated.request.hires_upscaler == "Lanczos" and "hr_upscaler" in translated.not_honoured
+    with pytest.raises(InvalidRequest) as unknown:
+        translate(Txt2ImgRequest.model_validate({"prompt": "x", "styles": ["nope"]}), model=None, styles=book)
+    assert webui_field(unknown.value.field) == "styles"

@@ -347,14 +347,16 @@ async def test_reproduce_an_a1111_png_from_its_parameters(
         assert parameters is not None
         assert (
             "Seed: 1234" in parameters
-            and "Sampler: DPM++ 2M Karras" in parameters
+            and "Sampler: DPM++ 2M, Schedule type: Karras" in parameters
             and "CFG scale: 6.5" in parameters
+            and "Hires upscale: 2, Hires steps: 10, Hires upscaler: Latent" in parameters
         )
         job = bot.app.jobs.get(1)
         assert job.request.prompt == "a lighthouse at dusk" and job.request.negative_prompt == "blurry"
+        assert (job.request.hires_scale, job.images[0].width) == (2.0, 128)
         [notes] = [m for m in await command.wait_for_followups(2) if "differs from the original" in m.content]
         assert notes.flags & 64
-        assert "lora" in notes.content.lower() and "hires" in notes.content.lower()
+        assert "LoRA 'film_grain'" in notes.content and "hires" not in notes.content.lower()
         assert "somebodys_model" in notes.content
 
         plain = await discord_double.send_slash_command(
@@ -408,3 +410,46 @@ async def test_a_job_that_finishes_before_its_queue_message_is_still_delivered_o
         assert len([m for m in discord_double.messages() if m.attachments]) == 1
         assert custom_ids(result) and result.attachments, "the result was not overwritten by the queue text"
         assert command.original is None or command.original.id != result.id
+
+
+async def test_loras_are_listed_offered_and_used_from_discord(
+    settings: BotSettings, discord_double: DiscordDouble, tiny_model_dir: Path
+) -> None:
+    from dataclasses import replace
+
+    from diffusers import StableDiffusionPipeline
+
+    from pipeline.engine.testmodel import make_test_lora
+
+    shared, discord_settings = settings
+    lora_dir = shared.data_dir / "Lora"
+    pipe = await asyncio.to_thread(StableDiffusionPipeline.from_pretrained, tiny_model_dir)
+    await asyncio.to_thread(make_test_lora, lora_dir / "detail.safetensors", pipe)
+    await asyncio.to_thread(make_test_lora, lora_dir / "neon-glow.safetensors", pipe, layout="peft")
+    with_loras = (replace(shared, lora_dir=lora_dir), discord_settings)
+    async with running_nanke(with_loras, discord_double) as bot:
+        listed = await discord_double.send_slash_command(name="loras")
+        [answer] = await listed.wait_for_followups(1)
+        assert answer.flags & 64 and "`detail` — trigger words: tinytrigger, glowing" in answer.content
+        assert "`neon-glow`" in answer.content
+
+        typing = await discord_double.send_autocomplete(
+            name="imagine", options={"prompt": "a fox", "lora": "neo"}, focused="lora"
+        )
+        assert (await typing.wait_for_response()).type == 8
+        assert [choice["value"] for choice in typing.choices or []] == ["neon-glow"]
+
+        await discord_double.send_slash_command(
+            name="imagine", options={"prompt": f"a fox --seed 3 {FAST}", "lora": "detail", "lora_weight": 0.5}
+        )
+        result = await result_message(discord_double)
+        _, parameters = image_of(result)
+        assert parameters is not None and parameters.startswith("a fox <lora:detail:0.5>\n")
+        assert 'Lora hashes: "detail: ' in parameters
+
+        missing = await discord_double.send_slash_command(
+            name="imagine", options={"prompt": f"a fox <lora:nowhere:1> {FAST}"}
+        )
+        refused = await missing.wait_for_original(lambda m: "nowhere" in (m.content or ""))
+        assert "There is no LoRA called “nowhere” here" in refused.content
+        assert job_count(bot) == 1  # the missing LoRA was refused before a job was written

@@ -26,7 +26,9 @@ from bot.i18n.catalog import load_catalog, placeholders
 from bot.i18n.commands import CommandTranslator, load_command_catalogs
 from bot.i18n.errors import invalid_text, pipeline_text
 from bot.posting import _is_result
+from pipeline.domain.models.resources import Resources
 from pipeline.domain.prompt.flags import parse_prompt
+from pipeline.domain.prompt.styles import StyleFile
 from pipeline.domain.request import GenerationRequest
 from pipeline.errors import InvalidRequest, JobBusy, JobNotFound, ModelNotFound, PipelineError
 from pipeline.queue.jobs import JOB_KINDS, Destination, Viewer
@@ -333,7 +335,7 @@ async def command_payloads(translator: discord.app_commands.Translator) -> list[
     """Every command as the bot syncs it, built offline from the features' own setup."""
     bot = commands.Bot(command_prefix="!", intents=discord.Intents.none())
     bot.jobs = bot.deliverer = bot.submitter = None  # type: ignore[attr-defined]
-    bot.app = SimpleNamespace(catalog=None)  # type: ignore[attr-defined]
+    bot.app = SimpleNamespace(catalog=None, resources=Resources.none(), styles=StyleFile(None))  # type: ignore[attr-defined]
     for feature in FEATURES:
         await feature.setup(bot)  # type: ignore[arg-type]
     return [await command.get_translated_payload(bot.tree, translator) for command in bot.tree.get_commands()]

@@ -119,6 +119,8 @@ class Session:
     """``imagine`` with a model that does not exist."""
     maker: Folder
     """``make-test-model``."""
+    civitai: Folder
+    """``import`` of a WebUI PNG with a LoRA, an embedding, a VAE and the hires fix, then ``reproduce``."""
     results: dict[str, Result]
 
     @property
@@ -132,9 +134,10 @@ class Session:
 
 @pytest.fixture(scope="module")
 def session(tmp_path_factory: pytest.TempPathFactory, tiny_model_dir: Path) -> Session:
-    names = ("issue", "mistakes", "empty", "missing", "maker")
+    names = ("issue", "mistakes", "empty", "missing", "maker", "civitai")
     folders = {name: folder_at(tmp_path_factory.mktemp(name), tiny_model_dir) for name in names}
     issue, mistakes = folders["issue"], folders["mistakes"]
+    civitai_png = webui_install(folders["civitai"], tiny_model_dir)
     out, imported = issue.cwd / "out", issue.cwd / "imported"
     first: dict[str, Command] = {
         "imagine": Command(
@@ -145,6 +148,7 @@ def session(tmp_path_factory: pytest.TempPathFactory, tiny_model_dir: Path) -> S
             folders["missing"], ("imagine", "a fox --size 64x64 --steps 1", "--model", "no-such-model")
         ),
         "db upgrade": Command(folders["empty"], ("db", "upgrade")),
+        "civitai import": Command(folders["civitai"], ("import", str(civitai_png), "--out", "out")),
         "run": Command(mistakes, ("run",)),
         "bad setting": Command(mistakes, ("db", "upgrade"), {"NANKE_DEVICE": "gpu"}),
         **{f"flag {flag}": Command(mistakes, (*args, "--out", "out")) for flag, args in BAD_FLAGS.items()},
@@ -156,9 +160,39 @@ def session(tmp_path_factory: pytest.TempPathFactory, tiny_model_dir: Path) -> S
         "reproduce": Command(issue, ("reproduce", "1")),
         "import": Command(issue, ("import", str(out / "nanke-1-2-8.png"), "--out", str(imported))),
         "db current": Command(folders["empty"], ("db", "current")),
+        "civitai reproduce": Command(folders["civitai"], ("reproduce", "1")),
     }
     results.update(run_side_by_side(second))
     return Session(**folders, results=results)
+
+
+def webui_install(folder: Folder, model_dir: Path) -> Path:
+    """LoRA, embedding and VAE files in the WebUI's folders under ``data/models``, and a PNG whose
+    infotext calls on them by other names (as a civitai download does): they are found by hash."""
+    from diffusers import StableDiffusionPipeline
+    from PIL import Image
+
+    from pipeline.domain.metadata import write_png
+    from pipeline.domain.models.hashing import sha256_file, tensors_sha256
+    from pipeline.engine.testmodel import make_test_embedding, make_test_lora, make_test_vae
+
+    pipe = StableDiffusionPipeline.from_pretrained(model_dir)
+    models = folder.data_dir / "models"
+    lora = make_test_lora(models / "Lora" / "detail.safetensors", pipe)
+    embedding = make_test_embedding(models / "embeddings" / "easyneg.safetensors", pipe)
+    vae = make_test_vae(models / "VAE" / "mse.safetensors", pipe)
+    infotext = (
+        "a lighthouse, <lora:add_detail:0.8>\n"
+        "Negative prompt: easynegative, blurry\n"
+        "Steps: 3, Sampler: DPM++ 2M, Schedule type: Karras, CFG scale: 7, Seed: 5, Size: 64x64, "
+        f"Model: {model_dir.name}, Denoising strength: 0.5, Hires upscale: 2, Hires steps: 4, "
+        f'Hires upscaler: Latent, Lora hashes: "add_detail: {tensors_sha256(lora)[:12]}", '
+        f'TI hashes: "easynegative: {sha256_file(embedding)[:12]}", VAE hash: {sha256_file(vae)[:10]}, '
+        "VAE: vae-ft-mse-840000-ema-pruned.safetensors, Version: v1.10.1"
+    )
+    png = folder.cwd / "civitai.png"
+    png.write_bytes(write_png(Image.new("RGB", (64, 64), "gray"), infotext))
+    return png
 
 
 def error_lines(result: Result) -> list[str]:
@@ -221,6 +255,23 @@ def test_import_of_an_imagined_png_makes_the_same_image(session: Session) -> Non
     # Made alone instead of second of two: equal up to the engine's batch-size rounding
     difference = np.abs(pixels(made).astype(np.int16) - pixels(source).astype(np.int16))
     assert difference.max() <= BATCH_ROUNDING
+
+
+def test_a_civitai_png_imports_with_its_lora_embedding_vae_and_hires_fix(session: Session) -> None:
+    result = session.results["civitai import"]
+    assert result.returncode == 0, result.stderr
+    assert "note:" not in result.stderr, result.stderr
+    made = session.civitai.cwd / "out" / "nanke-1-1-5.png"
+    parameters = parameters_of(made.read_bytes())
+    assert parameters.startswith("a lighthouse, <lora:detail:0.8>\nNegative prompt: easyneg, blurry\n")
+    written = ('Lora hashes: "detail: ', 'TI hashes: "easyneg: ', "VAE hash: ", "VAE: mse.safetensors")
+    written += ("Hires upscale: 2, Hires steps: 4, Hires upscaler: Latent", "Schedule type: Karras")
+    for pair in written:
+        assert pair in parameters
+    assert pixels(made.read_bytes()).shape == (128, 128, 3)
+    reproduced = session.results["civitai reproduce"]
+    assert reproduced.returncode == 0, reproduced.stderr
+    assert "image 1 (seed 5): identical" in reproduced.stdout
 
 
 # -- mistakes get one clear line ------------------------------------------------------------------

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import logging
 from typing import TYPE_CHECKING
 
@@ -9,8 +10,12 @@ import discord
 from discord import app_commands
 
 from bot.buttons import Feature
+from bot.cogs.library import choices
 from bot.errors import report_error
 from pipeline.domain.models import ModelCatalog
+from pipeline.domain.models.resources import ResourceFolder
+from pipeline.domain.prompt.networks import MAX_WEIGHT, MIN_WEIGHT
+from pipeline.domain.prompt.styles import StyleFile
 from pipeline.domain.request import MAX_CFG, MAX_COUNT, MAX_SEED, MAX_STEPS, MIN_CFG, MIN_COUNT, MIN_STEPS
 from pipeline.domain.samplers import SAMPLER_NAMES
 from pipeline.errors import PipelineError
@@ -37,9 +42,18 @@ SAMPLER_CHOICES = [app_commands.Choice(name=name, value=name) for name in SAMPLE
 class Imagine(Feature):
     """The /imagine command."""
 
-    def __init__(self, *, submitter: Submitter, catalog: ModelCatalog) -> None:
+    def __init__(
+        self,
+        *,
+        submitter: Submitter,
+        catalog: ModelCatalog,
+        loras: ResourceFolder | None = None,
+        styles: StyleFile | None = None,
+    ) -> None:
         self.submitter = submitter
         self.catalog = catalog
+        self.loras = loras or ResourceFolder("lora", None)
+        self.styles = styles or StyleFile(None)
 
     @app_commands.command(name="imagine", description="Generate images from a prompt")
     @app_commands.describe(
@@ -52,6 +66,9 @@ class Imagine(Feature):
         sampler="Sampler (AUTOMATIC1111 names)",
         count=f"Number of images ({MIN_COUNT} to {MAX_COUNT})",
         model="Model to use",
+        lora="A LoRA to add (more go in the prompt as <lora:name:weight>)",
+        lora_weight=f"The LoRA's weight ({MIN_WEIGHT:g} to {MAX_WEIGHT:g}, default 1)",
+        style="A prompt style to add (more with --style in the prompt)",
         private="Keep it out of listings, search and the showcase (default: your /settings private)",
     )
     @app_commands.choices(
@@ -70,12 +87,22 @@ class Imagine(Feature):
         sampler: str | None = None,
         count: app_commands.Range[int, MIN_COUNT, MAX_COUNT] | None = None,
         model: app_commands.Range[str, 1, 100] | None = None,
+        lora: app_commands.Range[str, 1, 100] | None = None,
+        lora_weight: app_commands.Range[float, MIN_WEIGHT, MAX_WEIGHT] | None = None,
+        style: app_commands.Range[str, 1, 100] | None = None,
         private: bool | None = None,
     ) -> None:
         # 1. Parse and validate (no I/O): bad input gets an ephemeral reply and queues nothing.
+        text = prompt
+        if lora:
+            text = f"{text} <lora:{lora}:{1.0 if lora_weight is None else lora_weight:g}>"
+        if aspect:
+            text = f"{text} --ar {aspect}"
+        if style:
+            text = f'{text} --style "{style}"'
         try:
             request, private_flag = self.submitter.prepare(
-                f"{prompt} --ar {aspect}" if aspect else prompt,
+                text,
                 negative_prompt=negative,
                 seed=seed,
                 steps=steps,
@@ -98,6 +125,25 @@ class Imagine(Feature):
         needle = current.casefold()
         return [app_commands.Choice(name=n, value=n) for n in names if needle in n.casefold()][:25]
 
+    @imagine.autocomplete("lora")
+    async def lora_autocomplete(
+        self, interaction: discord.Interaction, current: str
+    ) -> list[app_commands.Choice[str]]:
+        return choices(await asyncio.to_thread(self.loras.names), current)
+
+    @imagine.autocomplete("style")
+    async def style_autocomplete(
+        self, interaction: discord.Interaction, current: str
+    ) -> list[app_commands.Choice[str]]:
+        return choices(list(self.styles.book().names()), current)
+
 
 async def setup(bot: NankeBot) -> None:
-    await bot.add_cog(Imagine(submitter=bot.submitter, catalog=bot.app.catalog))
+    await bot.add_cog(
+        Imagine(
+            submitter=bot.submitter,
+            catalog=bot.app.catalog,
+            loras=bot.app.resources.loras,
+            styles=bot.app.styles,
+        )
+    )

@@ -4,7 +4,8 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from typing import TYPE_CHECKING
+from collections.abc import Awaitable
+from typing import TYPE_CHECKING, TypeVar
 
 import discord
 from discord import app_commands
@@ -16,12 +17,14 @@ from bot.i18n import for_interaction
 from pipeline.domain.metadata import read_parameters
 from pipeline.domain.metadata.imported import import_request
 from pipeline.domain.models import ModelCatalog
+from pipeline.domain.models.resources import Resources
 
 if TYPE_CHECKING:
     from bot.client import NankeBot
     from bot.submitting import Submitter
 
 log = logging.getLogger(__name__)
+T = TypeVar("T")
 
 MAX_ATTACHMENT = 50 * 1024 * 1024
 DOWNLOAD_BEFORE_ANSWER_S = 2.0
@@ -36,9 +39,12 @@ class NoParameters(BotError):
 class Reproduce(Feature):
     """The /reproduce command."""
 
-    def __init__(self, *, submitter: Submitter, catalog: ModelCatalog) -> None:
+    def __init__(
+        self, *, submitter: Submitter, catalog: ModelCatalog, resources: Resources | None = None
+    ) -> None:
         self.submitter = submitter
         self.catalog = catalog
+        self.resources = resources
 
     @app_commands.command(
         name="reproduce",
@@ -52,11 +58,15 @@ class Reproduce(Feature):
         try:
             if image.content_type not in IMAGE_TYPES or image.size > MAX_ATTACHMENT:
                 raise NoParameters("reproduce.unreadable", name=name)
-            data = await self._download(interaction, image)
+            data = await self._in_time(interaction, image.read())
             text = await asyncio.to_thread(read_parameters, data)
             if text is None:
                 raise NoParameters("reproduce.no_parameters", name=name)
-            imported = import_request(text, catalog=self.catalog)
+            # finding LoRAs by hash reads each file once (then the digest is cached)
+            imported = await self._in_time(
+                interaction,
+                asyncio.to_thread(import_request, text, catalog=self.catalog, resources=self.resources),
+            )
             request = self.submitter.validate(imported.request)
         except Exception as error:
             if not interaction.response.is_done():
@@ -73,15 +83,19 @@ class Reproduce(Feature):
                 allowed_mentions=discord.AllowedMentions.none(),
             )
 
-    async def _download(self, interaction: discord.Interaction, image: discord.Attachment) -> bytes:
-        """The attachment's bytes; when they take longer than Discord waits, defer first."""
-        download = asyncio.ensure_future(image.read())
+    async def _in_time(self, interaction: discord.Interaction, work: Awaitable[T]) -> T:
+        """The result of ``work``; when it takes longer than Discord waits, defer first."""
+        task = asyncio.ensure_future(work)
+        if interaction.response.is_done():
+            return await task
         try:
-            return await asyncio.wait_for(asyncio.shield(download), DOWNLOAD_BEFORE_ANSWER_S)
+            return await asyncio.wait_for(asyncio.shield(task), DOWNLOAD_BEFORE_ANSWER_S / 2)
         except asyncio.TimeoutError:
             await interaction.response.defer(thinking=True)
-            return await download
+            return await task
 
 
 async def setup(bot: NankeBot) -> None:
-    await bot.add_cog(Reproduce(submitter=bot.submitter, catalog=bot.app.catalog))
+    await bot.add_cog(
+        Reproduce(submitter=bot.submitter, catalog=bot.app.catalog, resources=bot.app.resources)
+    )

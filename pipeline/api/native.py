@@ -121,7 +121,7 @@ async def _view(context: ApiContext, job: JobSnapshot) -> dict[str, Any]:
 @router.post("/jobs", status_code=202, summary="Queue a job; answers at once with its id")
 async def submit(body: JobRequest, request: Request, key: Key) -> dict[str, Any]:
     context = context_of(request)
-    parsed = parse_prompt(body.prompt)
+    parsed = parse_prompt(body.prompt, styles=context.styles.book())
     given = body.model_dump(exclude={"prompt", "private"}, exclude_none=True)
     wanted = replace(parsed.request, **given)
     if wanted.model is None and key.model is not None:

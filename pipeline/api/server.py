@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import json
 import logging
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 from fastapi import FastAPI, Request
@@ -23,6 +23,8 @@ from pipeline.api.auth import RateLimiter
 from pipeline.api.progress import ProgressHub
 from pipeline.api.webui_translate import webui_field
 from pipeline.domain.models.catalog import ModelCatalog
+from pipeline.domain.models.resources import Resources
+from pipeline.domain.prompt.styles import StyleFile
 from pipeline.errors import (
     Banned,
     ContentRefused,
@@ -60,6 +62,10 @@ class ApiContext:
     limiter: RateLimiter
     max_pixels: int
     cache_dir: Path | None
+    styles: StyleFile = field(default_factory=lambda: StyleFile(None))
+    resources: Resources = field(default_factory=Resources.none)
+    """The LoRA, embedding and VAE folders (``/sdapi/v1/loras``)."""
+    """The prompt styles of ``--style`` and the WebUI's ``styles`` field."""
 
 
 def build_api(context: ApiContext, *, max_body_bytes: int) -> ASGIApp:

@@ -72,6 +72,8 @@ class ApiServer:
             limiter=RateLimiter(settings.api_rate),
             max_pixels=settings.max_pixels,
             cache_dir=settings.cache_dir,
+            styles=app.styles,
+            resources=app.resources,
         )
         self.hub = hub
         self.socket = bind(host, port)

@@ -15,6 +15,7 @@ Differences a client may notice, all of them on purpose:
 
 from __future__ import annotations
 
+import asyncio
 import base64
 import contextlib
 import logging
@@ -47,7 +48,6 @@ from pipeline.api.webui_translate import (
     samplers,
     translate,
 )
-from pipeline.domain.metadata import format_infotext
 from pipeline.domain.models.hashing import AUTOV2_LENGTH, cached_sha256
 from pipeline.errors import InvalidRequest, ModelNotFound, NotCancellable
 from pipeline.queue.jobs import ApiKeySnapshot, JobSnapshot
@@ -72,7 +72,8 @@ def context_of(request: Request) -> ApiContext:
 async def txt2img(body: Txt2ImgRequest, request: Request, key: Key) -> ImagesResponse:
     context = context_of(request)
     model = await _model(context, body, key)
-    return await _generate(context, request, key, body, translate(body, model=model))
+    translated = translate(body, model=model, styles=context.styles.book())
+    return await _generate(context, request, key, body, translated)
 
 
 @router.post("/img2img", response_model=ImagesResponse, summary="Generate images from an image and a prompt")
@@ -84,7 +85,11 @@ async def img2img(body: Img2ImgRequest, request: Request, key: Key) -> ImagesRes
     source = await context.jobs.images.upload(data, owner_id=key.user_id, max_pixels=4 * context.max_pixels)
     model = await _model(context, body, key)
     return await _generate(
-        context, request, key, body, translate(body, model=model, init_image=source.sha256)
+        context,
+        request,
+        key,
+        body,
+        translate(body, model=model, init_image=source.sha256, styles=context.styles.book()),
     )
 
 
@@ -118,10 +123,7 @@ async def _generate(
     done = await wait_until_finished(context, request, job.id, key)
     if done.status == "failed":
         raise HTTPException(500, f"job {done.id} failed: {done.error}")
-    infotexts = [
-        format_infotext(done.request, seed=image.seed, model_name=done.model_name, model_hash=done.model_hash)
-        for image in done.images
-    ]
+    infotexts = [done.parameters_text(image.seed) for image in done.images]
     images = []
     if body.send_images:
         for image in done.images:
@@ -240,9 +242,12 @@ def _model_item(context: ApiContext, name: str) -> SDModelItem:
     )
 
 
-@router.get("/loras", summary="The LoRAs nanke has (none yet)")
-async def loras(key: Key) -> list[dict[str, Any]]:
-    return []
+@router.get("/loras", summary="The LoRAs of the loras folder, as <lora:name:weight> takes them")
+async def loras(request: Request, key: Key) -> list[dict[str, Any]]:
+    folder = context_of(request).resources.loras
+    found = await asyncio.to_thread(folder.all)
+    # the WebUI gives the full path; the name relative to the folder says enough to a client
+    return [{"name": lora.name, "alias": lora.name, "path": lora.path.name, "metadata": {}} for lora in found]
 
 
 @router.get("/scripts", summary="Scripts (nanke runs none)")

@@ -21,8 +21,21 @@ from PIL import Image, PngImagePlugin
 
 from pipeline.api.webui_schemas import Img2ImgRequest, Txt2ImgRequest
 from pipeline.domain.metadata import parse_infotext
-from pipeline.domain.request import GenerationRequest
-from pipeline.domain.samplers import DEFAULT_SAMPLER, SAMPLER_NAMES, SAMPLERS, canonical_sampler
+from pipeline.domain.models.resources import vae_name
+from pipeline.domain.prompt.styles import StyleBook
+from pipeline.domain.request import (
+    DEFAULT_HIRES_DENOISE,
+    DEFAULT_HIRES_UPSCALER,
+    GenerationRequest,
+    hires_upscaler_named,
+)
+from pipeline.domain.samplers import (
+    DEFAULT_SAMPLER,
+    SAMPLER_NAMES,
+    automatic_sampler,
+    canonical_sampler,
+    split_sampler,
+)
 from pipeline.errors import InvalidRequest
 from pipeline.queue.jobs import JobSnapshot
 
@@ -37,6 +50,14 @@ FIELD_NAMES = {
     "clip_skip": "override_settings.CLIP_stop_at_last_layers",
     "model": "override_settings.sd_model_checkpoint",
     "init_image": "init_images",
+    "vae": "override_settings.sd_vae",
+    "tile": "tiling",
+    "hires_scale": "hr_scale",
+    "hires_steps": "hr_second_pass_steps",
+    "hires_denoise": "denoising_strength",
+    "hires_upscaler": "hr_upscaler",
+    "--style": "styles",
+    "styles": "styles",
 }
 """nanke's field names (in its errors) → the WebUI's."""
 AUTOMATIC = ("automatic", "")
@@ -49,10 +70,19 @@ SCHEDULERS = (
         "default_rho": -1,
         "need_inner_model": False,
     },
+    {"name": "uniform", "label": "Uniform", "aliases": None, "default_rho": -1, "need_inner_model": True},
     {"name": "karras", "label": "Karras", "aliases": None, "default_rho": 7.0, "need_inner_model": False},
+    {
+        "name": "exponential",
+        "label": "Exponential",
+        "aliases": None,
+        "default_rho": -1,
+        "need_inner_model": False,
+    },
 )
 """The schedule types nanke runs (A1111 names); any other is reported and run as ``automatic``."""
-HONOURED_OPTIONS = ("sd_model_checkpoint", "CLIP_stop_at_last_layers")
+VAE_OPTION = "sd_vae"
+HONOURED_OPTIONS = ("sd_model_checkpoint", "CLIP_stop_at_last_layers", VAE_OPTION)
 """``override_settings`` keys nanke honours."""
 _DATA_URL = "base64,"
 
@@ -83,18 +113,52 @@ def decode_image(data: str, *, field_name: str) -> bytes:
 
 def sampler_of(name: str | None, scheduler: str | None) -> tuple[str | None, dict[str, Any]]:
     """The sampler to run for a WebUI sampler name and schedule type (``None``: nanke's default),
-    and what of them nanke cannot honour."""
-    schedule = (scheduler or "").strip().lower()
-    if schedule in AUTOMATIC:
-        return name, {}
-    if schedule != KARRAS:
-        return name, {"scheduler": scheduler}
-    base = canonical_sampler(name or DEFAULT_SAMPLER)
-    if base.endswith(" Karras"):
-        return base, {}
-    if SAMPLERS[base].supports_karras:
-        return f"{base} Karras", {}
-    return base, {"scheduler": scheduler}
+    and what of them nanke cannot honour.
+
+    As in the WebUI 1.9+, no schedule type (or ``automatic``) is the sampler's own default
+    schedule (:func:`automatic_sampler`: Karras for DPM++ 2M); a schedule type nanke lacks is
+    reported and the sampler runs with that default.
+    """
+    schedule = (scheduler or "").strip()
+    if name is None and not schedule:
+        return None, {}
+    base = canonical_sampler(name or DEFAULT_SAMPLER, field_name="sampler_name")
+    try:
+        sampler = canonical_sampler(base, schedule or None)
+    except InvalidRequest:  # a schedule nanke lacks, or none of this sampler
+        return (None if name is None else automatic_sampler(base)), {"scheduler": scheduler}
+    if schedule.casefold() in AUTOMATIC:
+        sampler = automatic_sampler(sampler)
+    return sampler, {}
+
+
+def _hires(body: Txt2ImgRequest, not_honoured: dict[str, Any]) -> dict[str, Any]:
+    """The hires-fix fields of a request with ``enable_hr`` (the WebUI's defaults where unset)."""
+    if not body.enable_hr or isinstance(body, Img2ImgRequest):
+        return {}
+    scale = body.hr_scale
+    if body.hr_resize_x > 0 or body.hr_resize_y > 0:
+        wide = body.hr_resize_x / body.width if body.hr_resize_x > 0 else 0
+        tall = body.hr_resize_y / body.height if body.hr_resize_y > 0 else 0
+        scale = max(wide, tall)
+        if wide and tall and abs(wide - tall) > 0.01:
+            not_honoured["hr_resize"] = f"{body.hr_resize_x}x{body.hr_resize_y} (scaled evenly by {scale:g})"
+    upscaler = DEFAULT_HIRES_UPSCALER
+    if body.hr_upscaler:
+        upscaler = hires_upscaler_named(body.hr_upscaler) or "Lanczos"
+        if hires_upscaler_named(body.hr_upscaler) is None:
+            not_honoured["hr_upscaler"] = f"{body.hr_upscaler} (nanke resizes with Lanczos)"
+    for name in ("hr_checkpoint_name", "hr_sampler_name", "hr_scheduler", "hr_prompt", "hr_negative_prompt"):
+        value = getattr(body, name)
+        if value and value not in ("Use same checkpoint", "Use same sampler", "Use same scheduler"):
+            not_honoured[name] = value
+    denoise = body.denoising_strength
+    return {
+        "hires_scale": scale,
+        "hires_steps": body.hr_second_pass_steps,
+        "hires_denoise": DEFAULT_HIRES_DENOISE if denoise is None else denoise,
+        "hires_upscaler": upscaler,
+    }
 
 
 def translate(
@@ -102,9 +166,11 @@ def translate(
     *,
     model: str | None,
     init_image: str | None = None,
+    styles: StyleBook | None = None,
 ) -> Translated:
     """``body`` as a nanke request (``model``: the checkpoint it runs on; ``init_image``: the
-    stored source's sha256, for img2img). The request is not validated yet."""
+    stored source's sha256, for img2img; ``styles``: the styles ``body.styles`` names). The
+    request is not validated yet."""
     sampler, not_honoured = sampler_of(body.sampler_name or body.sampler_index, body.scheduler)
     not_honoured.update(_not_honoured(body))
     clip_skip = 1
@@ -122,7 +188,15 @@ def translate(
         "count": body.batch_size * body.n_iter,
         "model": model,
         "clip_skip": clip_skip,
+        "tile": bool(body.tiling),
+        "vae": vae_name(str(options.get(VAE_OPTION) or "")),
+        **_hires(body, not_honoured),
     }
+    if body.styles:
+        book = styles if styles is not None else StyleBook.empty()
+        fields["prompt"], fields["negative_prompt"], fields["styles"] = book.apply(
+            body.prompt, body.negative_prompt, body.styles
+        )
     if sampler is not None:
         fields["sampler"] = sampler
     if init_image is not None:
@@ -140,12 +214,10 @@ def _not_honoured(body: Txt2ImgRequest) -> dict[str, Any]:
         if value is not None and value not in off and not (isinstance(value, float) and math.isinf(value)):
             found[name] = value
 
-    unless("styles", body.styles or None)
     unless("subseed_strength", body.subseed_strength, 0)
     unless("seed_resize_from_w", body.seed_resize_from_w if body.seed_resize_from_w > 0 else None)
     unless("seed_resize_from_h", body.seed_resize_from_h if body.seed_resize_from_h > 0 else None)
     unless("restore_faces", body.restore_faces, False)
-    unless("tiling", body.tiling, False)
     unless("eta", body.eta, 0, 1)
     unless("s_min_uncond", body.s_min_uncond, 0)
     unless("s_churn", body.s_churn, 0)
@@ -158,8 +230,8 @@ def _not_honoured(body: Txt2ImgRequest) -> dict[str, Any]:
     unless("script_name", body.script_name or None)
     unless("alwayson_scripts", sorted(body.alwayson_scripts) or None)
     unless("do_not_save_samples", body.do_not_save_samples, False)
-    if body.enable_hr:
-        found["enable_hr"] = {"hr_scale": body.hr_scale, "hr_upscaler": body.hr_upscaler}
+    if body.enable_hr and isinstance(body, Img2ImgRequest):
+        found["enable_hr"] = "img2img has no hires fix"
     options = sorted(set(body.override_settings or {}) - set(HONOURED_OPTIONS))
     unless("override_settings", options or None)
     if isinstance(body, Img2ImgRequest):
@@ -243,7 +315,7 @@ def samplers() -> list[dict[str, Any]]:
     return [
         {"name": name, "aliases": [_alias(name)], "options": {}}
         for name in SAMPLER_NAMES
-        if not name.endswith(" Karras")
+        if split_sampler(name)[0] == name
     ]
 
 

@@ -23,8 +23,10 @@ from typing import Any
 import torch
 from PIL import Image
 
+from pipeline.domain.models.resources import Resources
 from pipeline.domain.request import BATCH_FIELDS, GenerationRequest
 from pipeline.domain.samplers import build_scheduler
+from pipeline.engine.choices import Choices
 from pipeline.engine.devices import describe_environment, free_memory, is_out_of_memory
 from pipeline.engine.guards import (
     bad_image_indices,
@@ -68,6 +70,10 @@ class _Run:
     preview_every: int | None
     part: int = 0
     parts: int = 1
+    step_offset: int = 0
+    """Steps done by earlier passes of the same images (the hires fix's first pass)."""
+    steps_after: int = 0
+    """Steps the later passes will take (the hires fix's second pass, while the first runs)."""
 
 
 class Engine:
@@ -86,6 +92,7 @@ class Engine:
         device: torch.device | str | None = None,
         dtype: torch.dtype | None = None,
         options: EngineOptions | None = None,
+        resources: Resources | None = None,
     ) -> None:
         # 1. Check inputs
         pipe = model.pipe
@@ -140,6 +147,8 @@ class Engine:
         if tuning:
             self.environment["tuning"] = ",".join(tuning)
         self._scheduler_config = pipe.scheduler.config
+        self.choices = Choices(pipe, model, resources or Resources.none())
+        """The LoRAs, embeddings, VAE and tiling a batch runs with."""
         self._img2img_pipe: Any = None
         self._vae32: Any = None
         self._memory_savers = False
@@ -216,10 +225,14 @@ class Engine:
                 head.sampler,
                 head.cfg_scale,
             )
+            # 4. The LoRAs, embeddings, VAE and tiling the batch asks for
+            chosen = self.choices.apply(batch, pipes=[self.pipe, self._img2img_pipe])
+            if chosen.vae_changed:
+                self._vae32 = None
             made = self._run_with_fallbacks(batch, slots, sources, run)
             elapsed = time.monotonic() - run.started
 
-        # 4. One result per request
+        # 5. One result per request
         results: list[GenerationResult] = []
         for position, original in enumerate(originals):
             own = [slot for slot in slots if slot.request == position]
@@ -232,6 +245,7 @@ class Engine:
                     elapsed_s=elapsed,
                     environment=dict(self.environment),
                     nan_retry=any(made[slot][1] for slot in own),
+                    resources=chosen.infotext[position],
                 )
             )
         log.info("generated %d image(s) in %.1fs", len(slots), elapsed)
@@ -262,6 +276,11 @@ class Engine:
             batch.append(request.validate())
         head = batch[0]
         for position, request in enumerate(batch[1:], start=1):
+            if request.loras != head.loras:
+                raise ValueError(
+                    f"requests[{position}] uses the LoRAs {request.loras!r}, requests[0] {head.loras!r} "
+                    "(one batch must share its LoRA set)"
+                )
             for name in BATCH_FIELDS:
                 if getattr(request, name) != getattr(head, name):
                     raise ValueError(
@@ -388,10 +407,13 @@ class Engine:
         # d. Denoise to latents, reporting progress and polling for cancel after every step
         cancelled = False
 
+        run.step_offset, run.steps_after = 0, _hires_steps_taken(head)
+
         def on_step_end(pipe: Any, index: int, timestep: Any, tensors: dict[str, Any]) -> dict[str, Any]:
             nonlocal cancelled
             if run.on_step is not None:
-                step, total = index + 1, pipe.num_timesteps
+                step = run.step_offset + index + 1
+                total = run.step_offset + pipe.num_timesteps + run.steps_after
                 previews = None
                 if run.preview_every and (step % run.preview_every == 0 or step == total):
                     images = latents_to_previews(tensors["latents"], self.architecture)
@@ -437,11 +459,42 @@ class Engine:
             if cancelled:
                 raise Cancelled("cancelled while generating")
 
-            # f. Decode, retrying the VAE in float32 on NaN/black images
+            # f. The hires fix: upscale, then denoise again at the final size
+            if head.hires_scale is not None:
+                run.step_offset, run.steps_after = target.num_timesteps, 0
+                latents = self._hires_pass(head, latents, slots, call)
+                if cancelled:
+                    raise Cancelled("cancelled while generating")
+
+            # g. Decode, retrying the VAE in float32 on NaN/black images
             decoded, retried = self._decode(latents)
         if self.offload:
             self.pipe.maybe_free_model_hooks()
         return {slot: (decoded[i], i in retried) for i, slot in enumerate(slots)}
+
+    def _hires_pass(
+        self, head: GenerationRequest, latents: torch.Tensor, slots: list[_Slot], call: dict[str, Any]
+    ) -> torch.Tensor:
+        """The hires fix's second pass: ``latents`` upscaled with the request's upscaler (in latent
+        space, or decoded and resized), then denoised with ``hires_denoise`` as image-to-image."""
+        width, height = head.output_size
+        upscaler = head.hires_upscaler
+        image: Any
+        if upscaler.startswith("Latent"):
+            scale = self.pipe.vae_scale_factor
+            image = resize_latents(latents, (height // scale, width // scale), upscaler)
+        else:
+            decoded, _ = self._decode(latents)
+            method = Image.Resampling.NEAREST if upscaler == "Nearest" else Image.Resampling.LANCZOS
+            image = [picture.resize((width, height), method) for picture in decoded]
+        target = self._img2img()
+        scheduler = build_scheduler(head.sampler, self._scheduler_config)
+        if hasattr(scheduler, "noise_sampler_seed"):
+            scheduler.noise_sampler_seed = [slot.seed for slot in slots]
+        target.scheduler = scheduler
+        log.debug("hires fix: %s to %dx%d, denoising %g", upscaler, width, height, head.hires_denoise)
+        passes = {**call, "num_inference_steps": head.hires_steps or head.steps}
+        return target(image=image, strength=head.hires_denoise, **passes).images
 
     # -- helpers --------------------------------------------------------------------------------
 
@@ -560,9 +613,42 @@ class Engine:
 
             self._vae32 = copy.deepcopy(vae).to(dtype=torch.float32)
             log.info("decoding in float32 with a copy of the VAE (its config asks for float32)")
+        self.choices.tile_float32_copy(self._vae32)
         self._vae32.use_tiling = vae.use_tiling
         self._vae32.use_slicing = vae.use_slicing
         return self._vae32
+
+
+_LATENT_MODES: dict[str, tuple[str, bool]] = {
+    "Latent": ("bilinear", False),
+    "Latent (antialiased)": ("bilinear", True),
+    "Latent (bicubic)": ("bicubic", False),
+    "Latent (bicubic antialiased)": ("bicubic", True),
+    "Latent (nearest)": ("nearest", False),
+    "Latent (nearest-exact)": ("nearest-exact", False),
+}
+
+
+def resize_latents(latents: torch.Tensor, size: tuple[int, int], upscaler: str) -> torch.Tensor:
+    """``latents`` interpolated to ``size`` (height, width) the way the WebUI's latent upscaler
+    named ``upscaler`` does (computed in float32)."""
+    mode, antialias = _LATENT_MODES[upscaler]
+    resized = torch.nn.functional.interpolate(
+        latents.float(),
+        size=size,
+        mode=mode,
+        antialias=antialias,
+        **({"align_corners": False} if mode in ("bilinear", "bicubic") else {}),
+    )
+    return resized.to(latents.dtype)
+
+
+def _hires_steps_taken(request: GenerationRequest) -> int:
+    """The denoising steps of the hires fix's second pass (img2img runs ``steps × strength``)."""
+    if request.hires_scale is None:
+        return 0
+    steps = request.hires_steps or request.steps
+    return min(int(steps * request.hires_denoise), steps)
 
 
 def _fit_image(image: Image.Image, width: int, height: int) -> Image.Image:

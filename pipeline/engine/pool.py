@@ -9,6 +9,7 @@ from dataclasses import replace
 from pathlib import Path
 
 from pipeline.domain.models import ModelCatalog, load_model
+from pipeline.domain.models.resources import Resources
 from pipeline.domain.request import GenerationRequest
 from pipeline.engine.core import Engine
 from pipeline.engine.devices import pick_device, pick_dtype
@@ -40,6 +41,7 @@ class EnginePool:
         keep: int = 1,
         upscaler: str | None = None,
         safety_checker: str | None = None,
+        resources: Resources | None = None,
     ) -> None:
         if keep < 1:
             raise ValueError(f"keep: {keep} (allowed: 1 or more)")
@@ -51,6 +53,7 @@ class EnginePool:
         self.keep = keep
         self.upscaler = upscaler
         self.safety_checker = safety_checker
+        self.resources = resources or Resources.none()
         self._engines: OrderedDict[str, Engine] = OrderedDict()
         self._upscaler: UpscalerEngine | None = None
         self._checker: SafetyChecker | None = None
@@ -107,7 +110,9 @@ class EnginePool:
                 _free(self.device)
             log.info("loading model %s from %s", spec.name, spec.source)
             loaded = load_model(spec, device=self.device, dtype=self.dtype, cache_dir=self.cache_dir)
-            engine = Engine(loaded, device=self.device, dtype=self.dtype, options=self.options)
+            engine = Engine(
+                loaded, device=self.device, dtype=self.dtype, options=self.options, resources=self.resources
+            )
             self._engines[spec.name] = engine
             return engine
 

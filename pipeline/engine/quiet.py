@@ -10,6 +10,8 @@ from __future__ import annotations
 import logging
 import os
 import warnings
+from collections.abc import Iterator
+from contextlib import contextmanager
 
 log = logging.getLogger(__name__)
 
@@ -29,3 +31,21 @@ def quiet_libraries(*, live: bool) -> None:
             library.utils.logging.disable_progress_bar()
     if not live:
         huggingface_hub.utils.disable_progress_bars()
+
+
+@contextmanager
+def quiet_transformers_loading() -> Iterator[None]:
+    """Silence transformers' load report while diffusers puts adapters or tokens into a text encoder.
+
+    Loading a LoRA into a text encoder makes transformers print a table that calls the encoder's
+    own weights "newly initialized" (they are not: only the adapter's weights are loaded).
+    """
+    import transformers
+
+    logger = transformers.utils.logging.get_logger("transformers")
+    level = logger.level
+    transformers.utils.logging.set_verbosity_error()
+    try:
+        yield
+    finally:
+        logger.setLevel(level)

@@ -123,6 +123,9 @@ class GenerationResult:
     elapsed_s: float
     environment: dict[str, str] = field(default_factory=dict)
     nan_retry: bool = False
+    resources: dict[str, str] = field(default_factory=dict)
+    """Infotext pairs naming the LoRA, embedding and VAE files used, by the WebUI's hashes
+    (``Lora hashes``, ``TI hashes``, ``VAE hash``, ``VAE``)."""
 
     @property
     def seeds(self) -> list[int]:

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import json
 import logging
+import re
 from pathlib import Path
 from typing import Any
 
@@ -334,3 +335,116 @@ def make_test_image_classifier(folder: str | Path, *, flags_everything: bool, se
     model.save_pretrained(folder, safe_serialization=True)
     _save_processor(folder)
     return folder
+
+
+# -- tiny LoRAs, embeddings and VAEs for the tiny models --------------------------------------------
+
+_LORA_UNET = re.compile(r"attn[12]\.(to_q|to_k|to_v|to_out\.0)$")
+_LORA_TEXT = re.compile(r"self_attn\.(q_proj|k_proj|v_proj|out_proj)$")
+
+
+def make_test_lora(
+    path: str | Path, pipe: Any, *, layout: str = "kohya", seed: int = 1, rank: int = 4, scale: float = 0.5
+) -> Path:
+    """Write a random LoRA for ``pipe``'s UNet attention and text encoders to ``path`` (.safetensors).
+
+    ``layout="kohya"``: the WebUI/kohya names (``lora_unet_...lora_down.weight`` with ``.alpha``;
+    SDXL UNet blocks in the original ``input_blocks`` numbering, text encoders ``lora_te1_``/
+    ``lora_te2_``), as civitai LoRAs come. ``layout="peft"``: diffusers' own (``unet.<module>.lora_A``).
+    """
+    import torch
+    from safetensors.torch import save_file
+
+    from pipeline.domain.models.ldm import unet_to_ldm
+
+    if layout not in ("kohya", "peft"):
+        raise ValueError(f"layout: {layout!r} (allowed: kohya, peft)")
+    generator = torch.Generator().manual_seed(seed)
+    sdxl = getattr(pipe, "text_encoder_2", None) is not None
+    parts = [("unet", pipe.unet, _LORA_UNET), ("text_encoder", pipe.text_encoder, _LORA_TEXT)]
+    if sdxl:
+        parts.append(("text_encoder_2", pipe.text_encoder_2, _LORA_TEXT))
+    kohya_prefix = {
+        "unet": "lora_unet_",
+        "text_encoder": "lora_te1_" if sdxl else "lora_te_",
+        "text_encoder_2": "lora_te2_",
+    }
+    state: dict[str, Any] = {}
+    for part, module, pattern in parts:
+        for name, layer in module.named_modules():
+            name = name.removesuffix(".base_layer")  # a layer a loaded LoRA already wraps
+            if not isinstance(layer, torch.nn.Linear) or "lora_" in name or not pattern.search(name):
+                continue
+            down = torch.randn(rank, layer.in_features, generator=generator) * scale
+            up = torch.randn(layer.out_features, rank, generator=generator) * scale
+            if layout == "peft":
+                state[f"{part}.{name}.lora_A.weight"] = down
+                state[f"{part}.{name}.lora_B.weight"] = up
+                continue
+            module_path = name
+            if part == "unet" and sdxl:
+                module_path = next(iter(unet_to_ldm({f"{name}.weight": down}, pipe.unet.config)))
+                module_path = module_path.removeprefix("model.diffusion_model.").removesuffix(".weight")
+            if part != "unet":
+                module_path = (
+                    module_path if module_path.startswith("text_model.") else f"text_model.{module_path}"
+                )
+            key = kohya_prefix[part] + module_path.replace(".", "_")
+            state[f"{key}.lora_down.weight"] = down
+            state[f"{key}.lora_up.weight"] = up
+            state[f"{key}.alpha"] = torch.tensor(float(rank))
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    metadata = {"ss_tag_frequency": '{"data": {"tinytrigger": 9, "glowing": 3}}'} if layout == "kohya" else {}
+    save_file(state, str(path), metadata=metadata)
+    return path
+
+
+def make_test_embedding(path: str | Path, pipe: Any, *, vectors: int = 2, seed: int = 2) -> Path:
+    """Write a random textual-inversion embedding for ``pipe`` to ``path``: the WebUI's format
+    (``emb_params`` in ``.safetensors``, ``string_to_param`` in ``.pt``; ``clip_l``/``clip_g`` for SDXL)."""
+    import torch
+
+    generator = torch.Generator().manual_seed(seed)
+
+    def matrix(encoder: Any) -> Any:
+        width = encoder.get_input_embeddings().weight.shape[1]
+        return torch.randn(vectors, width, generator=generator)
+
+    if getattr(pipe, "text_encoder_2", None) is not None:
+        data = {"clip_l": matrix(pipe.text_encoder), "clip_g": matrix(pipe.text_encoder_2)}
+    else:
+        data = {"emb_params": matrix(pipe.text_encoder)}
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    if path.suffix == ".pt":
+        sdxl = "clip_g" in data
+        torch.save(data if sdxl else {"string_to_param": {"*": data["emb_params"]}, "name": path.stem}, path)
+    else:
+        from safetensors.torch import save_file
+
+        save_file(data, str(path))
+    return path
+
+
+def make_test_vae(path: str | Path, pipe: Any, *, layout: str = "ldm", seed: int = 3) -> Path:
+    """Write a VAE shaped like ``pipe``'s with other random weights: a single ``.safetensors`` in
+    the original layout (``layout="ldm"``, as VAE files are shared) or a diffusers folder."""
+    import torch
+
+    from pipeline.domain.models.ldm import vae_to_ldm
+
+    torch.manual_seed(seed)
+    vae = type(pipe.vae).from_config(pipe.vae.config)
+    path = Path(path)
+    if layout == "diffusers":
+        vae.save_pretrained(path, safe_serialization=True)
+        return path
+    if layout != "ldm":
+        raise ValueError(f"layout: {layout!r} (allowed: ldm, diffusers)")
+    from safetensors.torch import save_file
+
+    path.parent.mkdir(parents=True, exist_ok=True)
+    state = vae_to_ldm(vae.state_dict(), vae.config)
+    save_file({k.removeprefix("first_stage_model."): v.contiguous() for k, v in state.items()}, str(path))
+    return path

@@ -37,7 +37,7 @@ def upscale(
     """Upscale one image (``width`` x ``height``) of ``parent`` by ``factor``: resize, then a detail pass."""
     target_w, target_h = _round8(width * factor), _round8(height * factor)
     child = replace(
-        parent,
+        without_hires_fix(parent),
         mode="upscale",
         width=target_w,
         height=target_h,
@@ -62,7 +62,7 @@ def variation(
     if strength not in VARIATION_STRENGTHS:
         raise ValueError(f"strength: {strength!r} (allowed: {', '.join(VARIATION_STRENGTHS)})")
     child = replace(
-        parent,
+        without_hires_fix(parent),
         mode="img2img",
         width=width,
         height=height,
@@ -72,6 +72,19 @@ def variation(
         seed=None,
     )
     return _with_denoising_step(child).with_seed(seed).validate(max_pixels=MAX_PIXELS)
+
+
+def without_hires_fix(request: GenerationRequest) -> GenerationRequest:
+    """``request`` without its hires fix: a child that starts from an image is made at that
+    image's size (its LoRAs, VAE and tiling stay, so it keeps the parent's look)."""
+    defaults = GenerationRequest(prompt="")
+    return replace(
+        request,
+        hires_scale=None,
+        hires_steps=defaults.hires_steps,
+        hires_denoise=defaults.hires_denoise,
+        hires_upscaler=defaults.hires_upscaler,
+    )
 
 
 def _with_denoising_step(request: GenerationRequest) -> GenerationRequest:

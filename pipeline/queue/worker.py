@@ -224,7 +224,11 @@ class JobRunner:
 
 def _encoded(result: GenerationResult, generated: GeneratedImage) -> ImageFile:
     parameters = format_infotext(
-        result.request, seed=generated.seed, model_name=result.model_name, model_hash=result.model_hash
+        result.request,
+        seed=generated.seed,
+        model_name=result.model_name,
+        model_hash=result.model_hash,
+        extra=result.resources,
     )
     image = generated.image
     return ImageFile(
@@ -394,4 +398,6 @@ def _log_save_failure(future: Future[None]) -> None:
 
 
 def _environment_json(result: GenerationResult) -> str:
-    return json.dumps({**result.environment, "nan_retry": result.nan_retry}, sort_keys=True)
+    return json.dumps(
+        {**result.environment, "nan_retry": result.nan_retry, "resources": result.resources}, sort_keys=True
+    )

@@ -38,6 +38,8 @@ CHECKPOINT_SUFFIXES = (".safetensors", ".ckpt")
 CONFIG_FOLDER_SUFFIX = ".config"
 """A ``<checkpoint stem>.config`` folder beside a checkpoint overrides its configs."""
 
+RESOURCE_FOLDERS = frozenset({"lora", "lycoris", "vae", "embeddings"})
+"""Subfolders of the models folder that hold LoRAs, VAEs or embeddings, not checkpoints."""
 _SHOWN_PATH_CHARS = 200
 """A path in a message is cut to this many characters (a path can be 4 096 characters long)."""
 _HUB_ID = re.compile(r"^[A-Za-z0-9][\w.-]*/[A-Za-z0-9][\w.-]*$")
@@ -142,6 +144,10 @@ class ModelCatalog:
         spec = self._by_name(value)
         if spec is not None:
             return spec
+        if setting is None:  # the default model's name, before anything resolved the default
+            default = self._default_spec()
+            if default is not None and _key(default.name) == _key(_strip_checkpoint_suffix(value)):
+                return default
         with _refused_as_path(value):
             path = Path(value).expanduser()
             if path.exists():
@@ -205,7 +211,7 @@ def _scan(models_dir: Path) -> dict[str, ModelSpec]:
     nested = [
         child
         for entry in top
-        if entry.is_dir() and spec_for_path(entry) is None
+        if entry.is_dir() and spec_for_path(entry) is None and entry.name.casefold() not in RESOURCE_FOLDERS
         for child in sorted(entry.iterdir())
         if _visible(child)
     ]

@@ -52,20 +52,38 @@ def folder_weights_file(folder: Path) -> Path | None:
     return None
 
 
-def file_sha256(path: Path, cache_dir: Path | None = None) -> str:
-    """The sha256 of ``path``, from the cache in ``cache_dir`` when the file has not changed."""
+def tensors_sha256(path: Path) -> str:
+    """The sha256 of a ``.safetensors`` file's tensor data, its header left out.
+
+    It is the WebUI's hash of LoRA files (the "addnet" hash; civitai's "AutoV3"): editing a
+    LoRA's metadata does not change it. Other files get their whole-file sha256.
+    """
+    digest = hashlib.sha256()
+    with path.open("rb") as handle:
+        if path.suffix.lower() == ".safetensors":
+            header = int.from_bytes(handle.read(8), "little")
+            handle.seek(8 + header)
+        while block := handle.read(BLOCK_SIZE):
+            digest.update(block)
+    return digest.hexdigest()
+
+
+def file_sha256(path: Path, cache_dir: Path | None = None, *, tensors_only: bool = False) -> str:
+    """The sha256 of ``path`` (of its tensor data only with ``tensors_only``, see
+    :func:`tensors_sha256`), from the cache in ``cache_dir`` when the file has not changed."""
     path = path.resolve()
     stat = path.stat()
-    key = str(path)
+    key = f"{path}#tensors" if tensors_only else str(path)
+    compute = tensors_sha256 if tensors_only else sha256_file
     if cache_dir is None:
-        return sha256_file(path)
+        return compute(path)
     cache_path = cache_dir / CACHE_FILE
     with _lock:
         entry = _read_cache(cache_path).get(key)
     if entry and entry.get("size") == stat.st_size and entry.get("mtime_ns") == stat.st_mtime_ns:
         return str(entry["sha256"])
     log.info("hashing %s (%.1f MB); the result is cached", path, stat.st_size / 1e6)
-    digest = sha256_file(path)
+    digest = compute(path)
     with _lock:
         cache = _read_cache(cache_path)
         cache[key] = {"size": stat.st_size, "mtime_ns": stat.st_mtime_ns, "sha256": digest}

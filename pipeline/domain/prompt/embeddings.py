@@ -33,6 +33,7 @@ equals diffusers' own ``encode_prompt`` (the plain path does not change ordinary
 from __future__ import annotations
 
 import logging
+import re
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Any
@@ -41,6 +42,7 @@ import torch
 from diffusers.utils.torch_utils import get_module_execution_device
 
 from pipeline.domain.prompt.chunks import Chunk, chunk_prompt
+from pipeline.domain.prompt.networks import strip_tags
 
 log = logging.getLogger(__name__)
 
@@ -97,16 +99,42 @@ class _TextEncoder:
     """Textual inversion's prompt rewrite, when the tokenizer has added (embedding) tokens."""
 
     def chunks(self, text: str) -> list[Chunk]:
-        return chunk_prompt(self.tokenizer, text, convert=self.convert)
+        """The chunks of ``text`` with its LoRA tags taken out (they are not words)."""
+        return chunk_prompt(self.tokenizer, strip_tags(text), convert=self.convert)
 
 
 def _inversion_rewrite(pipe: Any, tokenizer: Any) -> Callable[[str], str] | None:
-    """diffusers' ``maybe_convert_prompt`` for ``tokenizer``, if a textual inversion added tokens."""
-    convert = getattr(pipe, "maybe_convert_prompt", None)
+    """Textual inversion's prompt rewrite for ``tokenizer``, if embeddings added tokens to it.
+
+    An embedding of ``n`` vectors is the tokens ``name``, ``name_1`` ... ``name_{n-1}``; the
+    tokenizer finds ``name`` in the text without regard to case (CLIP lowercases what it reads),
+    so the rewrite does the same and writes all ``n`` tokens in its place (diffusers'
+    ``maybe_convert_prompt`` matches case-sensitively and would leave ``EasyNegative`` one vector).
+    """
     added = set(getattr(tokenizer, "added_tokens_encoder", {})) - set(tokenizer.all_special_tokens)
-    if convert is None or not added:
+    if not added:
         return None
-    return lambda text: convert(text, tokenizer)
+    vectors: dict[str, int] = {}
+    for token in added:
+        base, _, number = token.rpartition("_")
+        if number.isdigit() and base in added:
+            vectors[base] = max(vectors.get(base, 1), int(number) + 1)
+    if not vectors:
+        return None
+    pattern = re.compile(
+        "|".join(re.escape(name) for name in sorted(vectors, key=len, reverse=True)), re.IGNORECASE
+    )
+
+    def rewrite(text: str) -> str:
+        def expand(match: re.Match[str]) -> str:
+            name = match[0].casefold()
+            if name not in vectors:
+                return match[0]
+            return " ".join([name, *(f"{name}_{i}" for i in range(1, vectors[name]))])
+
+        return pattern.sub(expand, text)
+
+    return rewrite
 
 
 def _text_encoders(pipe: Any) -> list[_TextEncoder]:

@@ -8,14 +8,18 @@ How the text is read:
   ``—`` that phones auto-correct ``--`` into, as Midjourney accepts) and a name; names are
   case-insensitive. Anything else (``(word:1.2)``, ``[word]``, ``-1``, a lone ``—``) is prompt
   text and passes through unchanged; the prompt is the remaining words joined by single spaces.
-- ``--no``, ``--sampler`` and ``--model`` take every word up to the next flag (so
+- ``--no``, ``--sampler``, ``--model``, ``--vae``, ``--upscaler`` and ``--style`` take every word
+  up to the next flag (so
   ``--sampler DPM++ 2M Karras`` works unquoted). The other flags take one word; words after it
   go back to the prompt, so flags may also come first (``--ar 3:2 a red fox``).
 - A value may be wrapped in double quotes (``--sampler "DPM++ 2M Karras" a fox``): the quoted
   words are the value and the words after the closing quote go back to the prompt.
-- ``--no`` may be given several times (the parts join with ``", "``); every other flag at most
-  once (aliases count as the same flag). Flags override ``defaults``; ``defaults.prompt`` is not
-  used.
+- ``--no`` may be given several times (the parts join with ``", "``), and so may ``--style``
+  (styles apply in the order given, after ``--no``, from the WebUI ``styles.csv`` nanke was given);
+  every other flag at most once (aliases count as the same flag). Flags override ``defaults``;
+  ``defaults.prompt`` is not used.
+- ``--hires 2`` turns on the hires fix (``--hires-steps``, ``--denoise`` and ``--upscaler`` tune
+  it and need it); ``--tile`` makes a seamless texture; ``--vae`` picks a VAE by name.
 
 Only flag *syntax* and each value's own range are checked here (errors name the flag, its value
 and the allowed form); call sites still call :meth:`GenerationRequest.validate` on the result.
@@ -31,19 +35,24 @@ from collections.abc import Callable
 from dataclasses import dataclass, replace
 from typing import Any, Literal
 
+from pipeline.domain.prompt.styles import StyleBook
 from pipeline.domain.request import (
+    HIRES_UPSCALERS,
     MAX_CFG,
     MAX_CLIP_SKIP,
     MAX_COUNT,
+    MAX_HIRES_SCALE,
     MAX_SEED,
     MAX_SIDE,
     MAX_STEPS,
     MIN_CFG,
     MIN_COUNT,
+    MIN_HIRES_SCALE,
     MIN_SIDE,
     MIN_STEPS,
     SIZE_MULTIPLE,
     GenerationRequest,
+    hires_upscaler_named,
 )
 from pipeline.domain.samplers import canonical_sampler
 from pipeline.domain.text import MAX_NUMBER_CHARS, shorten, too_long_for_a_number
@@ -227,6 +236,38 @@ def _clip_skip(flag: str, value: str, defaults: GenerationRequest) -> dict[str, 
     return {"clip_skip": _whole_number(flag, value, 1, MAX_CLIP_SKIP)}
 
 
+def _hires(flag: str, value: str, defaults: GenerationRequest) -> dict[str, Any]:
+    scale = _number(flag, value, MIN_HIRES_SCALE, MAX_HIRES_SCALE)
+    if scale <= MIN_HIRES_SCALE:
+        raise InvalidRequest(
+            flag, value, f"a scale above {MIN_HIRES_SCALE:g} and at most {MAX_HIRES_SCALE:g}",
+            reason="does not make the image larger",
+        )  # fmt: skip
+    return {"hires_scale": scale}
+
+
+def _hires_steps(flag: str, value: str, defaults: GenerationRequest) -> dict[str, Any]:
+    return {"hires_steps": _whole_number(flag, value, 0, MAX_STEPS)}
+
+
+def _denoise(flag: str, value: str, defaults: GenerationRequest) -> dict[str, Any]:
+    strength = _number(flag, value, 0.0, 1.0)
+    if strength <= 0:
+        raise InvalidRequest(flag, value, "a number above 0 and at most 1", reason="changes nothing")
+    return {"hires_denoise": strength}
+
+
+def _upscaler(flag: str, value: str, defaults: GenerationRequest) -> dict[str, Any]:
+    name = hires_upscaler_named(value)
+    if name is None:
+        raise InvalidRequest(flag, value, ", ".join(HIRES_UPSCALERS), reason="is not an upscaler nanke has")
+    return {"hires_upscaler": name}
+
+
+def _vae(flag: str, value: str, defaults: GenerationRequest) -> dict[str, Any]:
+    return {"vae": value}
+
+
 _SPECS: tuple[tuple[tuple[str, ...], _FlagSpec], ...] = (
     (("--ar", "--aspect"), _FlagSpec("--ar", "word", _aspect)),
     (("--size",), _FlagSpec("--size", "word", _size)),
@@ -238,6 +279,13 @@ _SPECS: tuple[tuple[tuple[str, ...], _FlagSpec], ...] = (
     (("--n", "--count"), _FlagSpec("--n", "word", _count)),
     (("--model",), _FlagSpec("--model", "words", _model)),
     (("--clip-skip", "--clipskip"), _FlagSpec("--clip-skip", "word", _clip_skip)),
+    (("--hires", "--hr"), _FlagSpec("--hires", "word", _hires)),
+    (("--hires-steps", "--hr-steps"), _FlagSpec("--hires-steps", "word", _hires_steps)),
+    (("--denoise", "--denoising"), _FlagSpec("--denoise", "word", _denoise)),
+    (("--upscaler", "--hires-upscaler"), _FlagSpec("--upscaler", "words", _upscaler)),
+    (("--vae",), _FlagSpec("--vae", "words", _vae)),
+    (("--tile", "--tiling"), _FlagSpec("--tile", "none")),
+    (("--style",), _FlagSpec("--style", "words")),
     (("--private",), _FlagSpec("--private", "none")),
 )
 _BY_NAME: dict[str, _FlagSpec] = {name: spec for names, spec in _SPECS for name in names}
@@ -245,8 +293,9 @@ _BY_NAME: dict[str, _FlagSpec] = {name: spec for names, spec in _SPECS for name 
 KNOWN_FLAGS: tuple[str, ...] = tuple(_BY_NAME)
 """Every flag spelling :func:`parse_prompt` accepts, aliases included, in help order."""
 
-_REPEATABLE = frozenset({"--no"})
+_REPEATABLE = frozenset({"--no", "--style"})
 _EXCLUSIVE = (("--ar", "--size"),)
+_NEED_HIRES = ("--hires-steps", "--denoise", "--upscaler")
 
 
 # -- parsing --------------------------------------------------------------------------------------
@@ -280,19 +329,23 @@ def _take_value(flag: str, arity: Arity, words: list[str]) -> tuple[str | None, 
     return " ".join(words), []
 
 
-def parse_prompt(text: str, *, defaults: GenerationRequest | None = None) -> ParsedPrompt:
+def parse_prompt(
+    text: str, *, defaults: GenerationRequest | None = None, styles: StyleBook | None = None
+) -> ParsedPrompt:
     """Read the flags in ``text`` and return the request they describe, plus ``--private``.
 
     ``defaults`` supplies every field no flag sets (``GenerationRequest`` defaults when omitted;
     its ``prompt`` is replaced by the text left after the flags). Raises :class:`InvalidRequest`
     naming the flag for unknown flags (listing :data:`KNOWN_FLAGS`), missing or malformed values,
-    values out of range, a flag given twice, and ``--ar`` with ``--size``.
+    values out of range, a flag given twice, ``--ar`` with ``--size``, a hires-fix setting without
+    ``--hires``, and a ``--style`` that ``styles`` (the admin's styles file) does not have.
     """
     base = defaults if defaults is not None else GenerationRequest(prompt="")
     words = text.split()
     prompt_words: list[str] = []
     changes: dict[str, Any] = {}
     negatives: list[str] = []
+    style_names: list[str] = []
     seen: dict[str, str] = {}
     index = 0
     while index < len(words):
@@ -330,6 +383,10 @@ def parse_prompt(text: str, *, defaults: GenerationRequest | None = None) -> Par
         seen[spec.name] = flag
         if spec.name == "--no":
             negatives.append(value or "")
+        elif spec.name == "--style":
+            style_names.append(value or "")
+        elif spec.name == "--tile":
+            changes["tile"] = True
         elif spec.apply is not None:
             changes.update(spec.apply(flag, value or "", base))
 
@@ -341,9 +398,18 @@ def parse_prompt(text: str, *, defaults: GenerationRequest | None = None) -> Par
                 f"either {first} or {second}, not both",
                 reason=f"conflicts with {first}",
             )
+    for flag in _NEED_HIRES:
+        if flag in seen and "--hires" not in seen and base.hires_scale is None:
+            raise InvalidRequest(seen[flag], seen[flag], f"{flag} with --hires", reason="needs --hires")
     if negatives:
         changes["negative_prompt"] = ", ".join(negatives)
-    request = replace(base, prompt=" ".join(prompt_words), **changes)
+    prompt = " ".join(prompt_words)
+    if style_names:
+        book = styles if styles is not None else StyleBook.empty()
+        negative = changes.get("negative_prompt", base.negative_prompt)
+        prompt, changes["negative_prompt"], applied = book.apply(prompt, negative, style_names)
+        changes["styles"] = applied
+    request = replace(base, prompt=prompt, **changes)
     log.debug("parsed prompt flags %s -> %s", sorted(seen), request)
     return ParsedPrompt(request=request, private="--private" in seen)
 
@@ -374,4 +440,16 @@ def format_prompt(request: GenerationRequest, *, seed: bool = False) -> str:
         parts.append(f'--sampler "{request.sampler}"')
     if request.model:
         parts.append(f'--model "{request.model}"')
+    if request.hires_scale is not None:
+        parts.append(f"--hires {request.hires_scale:g}")
+        if request.hires_steps != defaults.hires_steps:
+            parts.append(f"--hires-steps {request.hires_steps}")
+        if request.hires_denoise != defaults.hires_denoise:
+            parts.append(f"--denoise {request.hires_denoise:g}")
+        if request.hires_upscaler != defaults.hires_upscaler:
+            parts.append(f'--upscaler "{request.hires_upscaler}"')
+    if request.vae:
+        parts.append(f'--vae "{request.vae}"')
+    if request.tile:
+        parts.append("--tile")
     return " ".join(parts)

@@ -70,8 +70,11 @@ class JobService:
         max_pixels: int,
         max_queued_per_user: int,
         on_submit: Callable[[int], None] | None = None,
+        check: Callable[[GenerationRequest], None] | None = None,
     ) -> None:
         self.scheduler = scheduler
+        self.check = check
+        """Refuses a request whose LoRA or VAE files are missing, before it is queued."""
         self.max_pixels = max_pixels
         self.max_queued_per_user = max_queued_per_user
         self.on_submit = on_submit
@@ -107,9 +110,12 @@ class JobService:
         ``InvalidRequest`` for a bad request, :class:`~pipeline.errors.Banned`,
         :class:`~pipeline.errors.ContentRefused` or :class:`~pipeline.errors.DailyLimitReached`
         when the rules refuse it, and :class:`~pipeline.errors.QueueFull` when the requester has
-        too many unfinished jobs.
+        too many unfinished jobs, and :class:`~pipeline.errors.ResourceNotFound` for a LoRA or VAE
+        that is not in its folder.
         """
         request = request.validate(max_pixels=max_pixels or self.max_pixels).with_seed()
+        if self.check is not None:
+            self.check(request)
         # Only the prompt is judged: a negative prompt names what is not to be drawn
         verdict = self.moderation.screen(
             request.prompt, requester=requester, destination=destination, images=request.count

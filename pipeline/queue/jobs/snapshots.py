@@ -7,6 +7,7 @@ nothing above the job interface imports ``storage``.
 
 from __future__ import annotations
 
+import json
 from dataclasses import dataclass, field
 from datetime import datetime
 
@@ -133,13 +134,29 @@ class JobSnapshot:
             or (viewer.user_id is not None and viewer.user_id == self.owner_id)
         )
 
-    def parameters_text(self) -> str:
-        """AUTOMATIC1111's ``parameters`` text of the first image (what a grid of the job carries)."""
+    @property
+    def resources(self) -> dict[str, str]:
+        """The infotext pairs naming the LoRA, embedding and VAE files the job was made with
+        (``Lora hashes``, ``TI hashes``, ``VAE hash``, ``VAE``), as the worker recorded them."""
+        try:
+            recorded = json.loads(self.environment_json or "{}").get("resources")
+        except (ValueError, AttributeError):
+            return {}
+        if not isinstance(recorded, dict):
+            return {}
+        return {str(key): str(value) for key, value in recorded.items()}
+
+    def parameters_text(self, seed: int | None = None) -> str:
+        """AUTOMATIC1111's ``parameters`` text of the image made with ``seed`` (default: the first
+        image's, what a grid of the job carries)."""
+        if seed is None:
+            seed = self.images[0].seed if self.images else self.request.seeds[0]
         return format_infotext(
             self.request,
-            seed=self.images[0].seed if self.images else self.request.seeds[0],
+            seed=seed,
             model_name=self.model_name,
             model_hash=self.model_hash,
+            extra=self.resources,
         )
 
     @classmethod
