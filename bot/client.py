@@ -17,15 +17,28 @@ from __future__ import annotations
 import asyncio
 import concurrent.futures
 import logging
+from collections.abc import Sequence
 from contextlib import suppress
 from typing import TYPE_CHECKING
 
 import discord
 from discord import app_commands
 from discord.ext import commands
+from PIL import Image
 
 from bot.buttons import Gatekeeper, admitted, unclaimed_buttons
-from bot.cogs import actions, admin, community, gallery, imagine, library, listings, queue, reproduce
+from bot.cogs import (
+    actions,
+    admin,
+    community,
+    describe,
+    gallery,
+    imagine,
+    library,
+    listings,
+    queue,
+    reproduce,
+)
 from bot.cogs import settings as settings_commands
 from bot.delivery import Deliverer
 from bot.errors import report_error
@@ -42,7 +55,8 @@ if TYPE_CHECKING:
 log = logging.getLogger(__name__)
 
 FEATURES = (
-    imagine, actions, community, listings, gallery, reproduce, queue, library, settings_commands, admin,
+    imagine, actions, community, listings, gallery, reproduce, describe, queue, library,
+    settings_commands, admin,
 )  # fmt: skip
 RETRY_INTERVAL = 5.0
 
@@ -183,6 +197,9 @@ class _LoopEvents(WorkerEvents):
 
     def progress(self, job_id: int, step: int, total: int, elapsed_s: float) -> None:
         self.loop.call_soon_threadsafe(self.deliverer.progress, job_id, step, total, elapsed_s)
+
+    def preview(self, job_id: int, images: Sequence[Image.Image]) -> None:
+        self.loop.call_soon_threadsafe(self.deliverer.preview, job_id, list(images))
 
     def finished(self, job_id: int) -> None:
         future = asyncio.run_coroutine_threadsafe(self.deliverer.deliver(job_id), self.loop)

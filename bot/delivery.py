@@ -28,12 +28,15 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta, timezone
 
 import discord
+from PIL import Image
 
 from bot import render
 from bot.cogs.actions import queued_view, result_view
+from bot.cogs.canvas import single_size
 from bot.errors import NETWORK_ERRORS
 from bot.i18n import Texts, for_guild, for_interaction
 from bot.posting import Found, Poster, token_invalid
+from pipeline.domain.grid import preview_jpeg
 from pipeline.domain.metadata import UploadTooLarge
 from pipeline.domain.moderation import Showing, showing
 from pipeline.errors import JobNotFound
@@ -41,6 +44,8 @@ from pipeline.queue.jobs import DeliverySnapshot, JobSnapshot
 from pipeline.queue.jobs.asynchronous import AsyncJobs
 
 log = logging.getLogger(__name__)
+PREVIEW_NAME = "preview.jpg"
+"""The file name of a progress message's preview image."""
 
 RETRY_DELAYS = (2.0, 5.0, 15.0, 60.0, 300.0)
 MAX_ATTEMPTS = 12
@@ -61,6 +66,12 @@ class _ProgressState:
     last_edit: float = float("-inf")
     latest: tuple[int, int, float] | None = None
     """The newest (step, total, elapsed seconds) not yet shown."""
+    preview: list[Image.Image] | None = None
+    """The newest preview images not yet shown."""
+    shown_step: tuple[int, int, float] | None = None
+    """The step the message shows now (a preview alone is shown with it)."""
+    previews_wanted: bool | None = None
+    """The owner's /settings previews, read once per job."""
     job: JobSnapshot | None = None
     task: asyncio.Task[None] | None = None
 
@@ -124,6 +135,15 @@ class Deliverer:
         """Show progress, coalescing updates so one message is edited at most every interval."""
         state = self._progress.setdefault(job_id, _ProgressState())
         state.latest = (step, total, elapsed_s)
+        self._schedule_flush(job_id, state)
+
+    def preview(self, job_id: int, images: list[Image.Image]) -> None:
+        """Show a preview with the next progress edit (when the job's owner wants previews)."""
+        state = self._progress.setdefault(job_id, _ProgressState())
+        state.preview = images
+        self._schedule_flush(job_id, state)
+
+    def _schedule_flush(self, job_id: int, state: _ProgressState) -> None:
         if state.task is None or state.task.done():
             state.task = asyncio.create_task(self._flush_progress(job_id), name=f"nanke-progress-{job_id}")
 
@@ -133,6 +153,8 @@ class Deliverer:
         if wait > 0:
             await asyncio.sleep(wait)
         latest, state.latest = state.latest, None
+        preview, state.preview = state.preview, None
+        latest = latest or state.shown_step
         if latest is None:
             return
         try:
@@ -141,12 +163,26 @@ class Deliverer:
             delivery = await self.jobs.deliveries.get(job_id)
             if delivery is not None and delivery.progress_message_id is not None:
                 text = render.progress_text(state.job, *latest, texts=self.texts_of(delivery))
-                await self._poster(delivery).edit(delivery.progress_message_id, content=text)
+                image = None
+                if preview and await self._wants_previews(state):
+                    image = (PREVIEW_NAME, await asyncio.to_thread(preview_jpeg, preview))
+                await self._poster(delivery).edit(delivery.progress_message_id, content=text, image=image)
+                state.shown_step = latest
         except NETWORK_ERRORS as error:
             log.info("progress edit for job %d failed: %s", job_id, error)
         finally:
             # Measured from when Discord has the edit, so the next one is a full interval later.
             state.last_edit = time.monotonic()
+
+    async def _wants_previews(self, state: _ProgressState) -> bool:
+        """Whether the job's owner keeps previews on (``/settings previews``); jobs from the
+        command line or the HTTP API have no progress message to show them in."""
+        if state.previews_wanted is None:
+            owner = state.job.owner_discord_id if state.job is not None else None
+            state.previews_wanted = (
+                owner is not None and (await self.jobs.community.member_settings(discord_id=owner)).previews
+            )
+        return state.previews_wanted
 
     def _stop_progress(self, job_id: int) -> None:
         state = self._progress.pop(job_id, None)
@@ -234,7 +270,7 @@ class Deliverer:
             content = render.finished_text(job, mention, texts=texts)
             kwargs.update(
                 embed=render.result_embed(job, texts=texts),
-                view=result_view(job.id, len(job.images), texts=texts),
+                view=result_view(job.id, len(job.images), texts=texts, size=single_size(job)),
             )
         else:
             content = render.failure_text(job, mention, texts=texts)

@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
+import asyncio
+from collections.abc import Awaitable
 from datetime import timedelta
+from typing import TypeVar
 
 import discord
 
@@ -11,6 +14,23 @@ from pipeline.queue.jobs import Destination, Requester, Viewer
 
 TOKEN_LIFETIME = timedelta(minutes=15)
 """How long an interaction's token lets the bot answer through its webhook."""
+ANSWER_WITHIN_S = 1.0
+"""How long slow work (a download, hashing) may run before the interaction is deferred: Discord
+waits 3 s for the first answer, and the handler needs time after the work too."""
+T = TypeVar("T")
+
+
+async def in_time(interaction: discord.Interaction, work: Awaitable[T]) -> T:
+    """The result of ``work``; when it takes longer than :data:`ANSWER_WITHIN_S`, the interaction
+    is deferred first (thinking), so Discord's deadline holds."""
+    task = asyncio.ensure_future(work)
+    if interaction.response.is_done():
+        return await task
+    try:
+        return await asyncio.wait_for(asyncio.shield(task), ANSWER_WITHIN_S)
+    except asyncio.TimeoutError:
+        await interaction.response.defer(thinking=True)
+        return await task
 
 
 def requester_of(interaction: discord.Interaction) -> Requester:

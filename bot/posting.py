@@ -8,6 +8,7 @@ messages, so a result that reached Discord just before a crash is found instead 
 
 from __future__ import annotations
 
+import io
 import logging
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
@@ -88,10 +89,20 @@ class Poster:
         message = await channel.send(**kwargs)  # type: ignore[union-attr]
         return message.id
 
-    async def edit(self, message_id: int, **kwargs: object) -> None:
+    async def edit(
+        self, message_id: int, *, image: tuple[str, bytes] | None = None, **kwargs: object
+    ) -> None:
+        """Edit one of the job's messages; ``image`` (file name, bytes) replaces its attachments
+        (a new file object for each attempt: a file is read once)."""
+
+        def files() -> dict[str, object]:
+            if image is None:
+                return kwargs
+            return {**kwargs, "attachments": [discord.File(io.BytesIO(image[1]), filename=image[0])]}
+
         await self._by_token_or_channel(
-            lambda: self._webhook().edit_message(message_id, **kwargs),  # type: ignore[arg-type]
-            lambda: self._message(message_id).edit(**kwargs),  # type: ignore[arg-type]
+            lambda: self._webhook().edit_message(message_id, **files()),  # type: ignore[arg-type]
+            lambda: self._message(message_id).edit(**files()),  # type: ignore[arg-type]
         )
 
     async def delete_quietly(self, message_id: int) -> None:

@@ -140,6 +140,9 @@ def result_embed(job: JobSnapshot, texts: Texts = ENGLISH) -> discord.Embed:
     )
     if request.strength is not None:
         embed.add_field(name=texts("embed.strength"), value=f"{request.strength:g}")
+    if request.init_image is not None:
+        source = f"`{request.init_image[:12]}`" + (f" · {request.canvas}" if request.canvas else "")
+        embed.add_field(name=texts("embed.source"), value=source)
     footer = texts("embed.footer", job_id=job.id, owner=job.owner_name)
     if job.parent_id is not None:
         footer += texts("embed.footer_parent", parent=job.parent_id)

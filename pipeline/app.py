@@ -132,6 +132,7 @@ class App:
             upscaler=self.settings.upscaler_model,
             safety_checker=self.settings.safety_checker,
             resources=self.resources,
+            describe_model=self.settings.describe_model,
         )
 
     @cached_property

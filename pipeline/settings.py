@@ -85,6 +85,8 @@ class Settings:
     vae: str | None = None
     """NANKE_VAE: the VAE every model uses unless a request names one (a name in the VAE folder or a
     path); unset: each model's own, or the ``<checkpoint>.vae.safetensors`` beside it."""
+    describe_model: str | None = None
+    """NANKE_DESCRIBE_MODEL: an image-captioning model (folder or Hub id) for /describe; off when empty."""
     styles_file: Path | None = None
     """NANKE_STYLES_FILE: a WebUI ``styles.csv`` for ``--style`` (default ``<data_dir>/styles.csv``)."""
     log_level: str = "INFO"
@@ -146,6 +148,7 @@ def load_settings(
         vae_dir=_resource_dir(reader, "NANKE_VAE_DIR", "vae", models_dir, data_dir),
         vae=_vae(reader, _resource_dir(reader, "NANKE_VAE_DIR", "vae", models_dir, data_dir)),
         styles_file=reader.path("NANKE_STYLES_FILE") or data_dir / "styles.csv",
+        describe_model=reader.text("NANKE_DESCRIBE_MODEL", "") or None,
     )
     reader.check()
     return settings

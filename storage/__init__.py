@@ -27,6 +27,7 @@ from storage.community import (
     jobs_by_member,
     like_count,
     member_history,
+    member_settings,
     owner_history,
     private_by_default,
     recent_jobs,
@@ -34,6 +35,7 @@ from storage.community import (
     release_showcase_post,
     remix_count,
     search_jobs,
+    set_member_settings,
     set_private_by_default,
     set_showcase_channel,
     showcase_channel,
@@ -117,7 +119,7 @@ from storage.moderation import (
 )
 from storage.timestamps import UTCDateTime, utcnow
 from storage.transitions import TRANSITIONS, can_move
-from storage.users import get_or_create_user
+from storage.users import find_user, get_or_create_user
 
 log = logging.getLogger(__name__)
 
@@ -176,6 +178,7 @@ __all__ = [
     "downgrade_to",
     "fail_job",
     "find_image_path",
+    "find_user",
     "finish_job",
     "get_delivery_for_job",
     "get_job",
@@ -192,6 +195,7 @@ __all__ = [
     "mark_delivered",
     "member_history",
     "member_limit",
+    "member_settings",
     "owner_history",
     "paused_guilds",
     "pending_deliveries",
@@ -213,6 +217,7 @@ __all__ = [
     "set_api_key_model",
     "set_guild_policy",
     "set_member_limit",
+    "set_member_settings",
     "set_paused",
     "set_private_by_default",
     "set_showcase_channel",

@@ -238,11 +238,27 @@ def private_by_default(session: Session, *, user_id: int) -> bool:
 
 
 def set_private_by_default(session: Session, *, user_id: int, private: bool) -> None:
+    set_member_settings(session, user_id=user_id, private_by_default=private)
+
+
+def member_settings(session: Session, *, user_id: int) -> UserSettings:
+    """The member's settings (the defaults, not stored, when they never changed one)."""
+    return session.get(UserSettings, user_id) or UserSettings(
+        user_id=user_id, private_by_default=False, previews=True, remix=False
+    )
+
+
+def set_member_settings(session: Session, *, user_id: int, **values: bool) -> None:
+    """Change some of the member's settings (``private_by_default``, ``previews``, ``remix``)."""
+    unknown = set(values) - {"private_by_default", "previews", "remix"}
+    if unknown:
+        raise ValueError(f"unknown member settings: {sorted(unknown)}")
     settings = session.get(UserSettings, user_id)
     if settings is None:
-        session.add(UserSettings(user_id=user_id, private_by_default=private))
-    else:
-        settings.private_by_default = private
+        settings = UserSettings(user_id=user_id, private_by_default=False, previews=True, remix=False)
+        session.add(settings)
+    for name, value in values.items():
+        setattr(settings, name, value)
     session.flush()
 
 

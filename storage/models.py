@@ -23,6 +23,7 @@ from sqlalchemy import (
     false,
     func,
     text,
+    true,
 )
 from sqlalchemy.orm import Mapped, mapped_column, relationship
 
@@ -280,7 +281,8 @@ class MemberLimit(Base):
 
 
 class UserSettings(Base):
-    """Per-member settings: whether new jobs are private unless asked otherwise."""
+    """Per-member settings: whether new jobs are private unless asked otherwise, whether running
+    jobs show a preview, and whether child buttons open the prompt to edit first (remix mode)."""
 
     __tablename__ = "user_settings"
 
@@ -288,6 +290,8 @@ class UserSettings(Base):
         ForeignKey("users.id", ondelete="CASCADE"), primary_key=True, autoincrement=False
     )
     private_by_default: Mapped[bool] = mapped_column(Boolean, default=False, server_default=false())
+    previews: Mapped[bool] = mapped_column(Boolean, default=True, server_default=true())
+    remix: Mapped[bool] = mapped_column(Boolean, default=False, server_default=false())
 
 
 class AuditEvent(Base):

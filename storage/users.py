@@ -35,6 +35,11 @@ def get_or_create_user(session: Session, *, discord_id: int | None, name: str) -
     return user
 
 
+def find_user(session: Session, *, discord_id: int) -> User | None:
+    """The user of a Discord member, if nanke has met them."""
+    return session.scalars(select(User).where(User.discord_id == discord_id).limit(1)).first()
+
+
 def _match(*, discord_id: int | None, name: str) -> ColumnElement[bool]:
     if discord_id is None:
         return (User.discord_id.is_(None)) & (User.name == name)

@@ -61,6 +61,11 @@ the same batch (``pipeline.queue.reproduce``) is exact.
 """
 
 
+def has_image(message: Any) -> bool:
+    """A message carrying a job's image (a result or a showcase post), not a progress preview."""
+    return any(attachment.filename != "preview.jpg" for attachment in message.attachments)
+
+
 def member(discord_id: int) -> Requester:
     """A Discord member."""
     return Requester(name=f"member-{discord_id}", discord_id=discord_id)

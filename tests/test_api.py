@@ -231,11 +231,13 @@ def test_progress_during_a_job_and_interrupt(server: Server) -> None:
     deadline = time.monotonic() + 60
     while time.monotonic() < deadline:
         progress = api.get_progress()
-        if progress["progress"] > 0:
+        if progress["progress"] > 0 and progress["current_image"]:
             seen = progress
             break
         time.sleep(0.1)
-    assert seen is not None, "progress was seen while the job ran"
+    assert seen is not None, "progress (with a preview image) was seen while the job ran"
+    preview = Image.open(io.BytesIO(base64.b64decode(seen["current_image"])))
+    assert preview.format == "JPEG" and max(preview.size) == 256
     assert 0 < seen["progress"] < 1 and seen["state"]["job_count"] == 1
     assert seen["state"]["sampling_step"] >= 1 and seen["state"]["sampling_steps"] == 150
     assert seen["eta_relative"] > 0
@@ -343,11 +345,14 @@ def test_what_nanke_cannot_honour_is_reported_not_dropped(server: Server) -> Non
 
 def test_two_keys_share_the_queue_fairly(server: Server) -> None:
     with server.client("alice") as alice, server.client("bob") as bob:
-        ids = [
-            alice.post("/api/v1/jobs", json={"prompt": f"alice {i} --steps 2 --size 64x64"}).json()["id"]
-            for i in range(3)
+        # Sizes that cannot share a batch, and a first job long enough for the rest to queue behind it
+        prompts = [
+            "alice 0 --steps 60 --size 64x64",
+            "alice 1 --steps 2 --size 64x72",
+            "alice 2 --steps 2 --size 64x80",
         ]
-        ids.append(bob.post("/api/v1/jobs", json={"prompt": "bob --steps 2 --size 64x64"}).json()["id"])
+        ids = [alice.post("/api/v1/jobs", json={"prompt": prompt}).json()["id"] for prompt in prompts]
+        ids.append(bob.post("/api/v1/jobs", json={"prompt": "bob --steps 2 --size 64x88"}).json()["id"])
         jobs = {}
         for job_id, client in zip(ids, (alice, alice, alice, bob), strict=True):
             deadline = time.monotonic() + TIMEOUT

@@ -6,6 +6,7 @@ from __future__ import annotations
 from typing import Any
 
 from tests.discord_double import DiscordDouble
+from tests.helpers_services import has_image
 from tests.test_bot_e2e import (
     FAST,
     TIMEOUT,
@@ -30,7 +31,7 @@ async def imagine(double: DiscordDouble, prompt: str, *, user: Any = None, count
     channel = where.get("channel")
 
     def results() -> list[Any] | None:
-        found = [m for m in double.messages(channel) if m.attachments and not m.ephemeral]
+        found = [m for m in double.messages(channel) if has_image(m) and not m.ephemeral]
         return found if len(found) >= count else None
 
     return (await double.wait_for(results, timeout=TIMEOUT))[count - 1]

@@ -11,6 +11,7 @@ from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import pytest
 from PIL import Image
 from sqlalchemy import func, select
@@ -23,6 +24,7 @@ from pipeline.settings import Settings
 from storage import Database, Job
 from tests.discord_double import DiscordDouble
 from tests.discord_double.client import DEFAULT_TOKEN, running_client
+from tests.helpers_services import has_image
 
 pytest_plugins = ["tests.discord_double.fixtures"]
 
@@ -73,7 +75,7 @@ async def result_message(double: DiscordDouble, *, count: int = 1, where: Callab
     """Wait until ``count`` result messages (those with an image attachment) exist; return the last."""
 
     def results() -> list[Any]:
-        return [m for m in double.messages() if m.attachments and where(m)]
+        return [m for m in double.messages() if has_image(m) and where(m)]
 
     found = await double.wait_for(lambda: results() if len(results()) >= count else None, timeout=TIMEOUT)
     return found[-1]
@@ -173,6 +175,8 @@ async def test_upscale_variation_and_reroll_buttons(
         assert labels(upscaled) == [
             *("Upscale (2x)", "Vary (Strong)", "Vary (Subtle)", "🔄", "🗑️"),
             *("❤️", "Share", "Use this prompt"),
+            *("Zoom Out 2x", "Zoom Out 1.5x", "Vary (Region)"),
+            *("⬅️", "➡️", "⬆️", "⬇️"),
         ]
         assert "Upscale of #1 image 2" in upscaled.content
         assert click.response is not None
@@ -241,7 +245,7 @@ async def test_job_queued_at_shutdown_is_delivered_once_after_restart(
         await result_message(discord_double)
         await bot.deliverer.deliver_due()
         await asyncio.sleep(0.5)
-        results = [m for m in discord_double.messages() if m.attachments]
+        results = [m for m in discord_double.messages() if has_image(m)]
         assert len(results) == 1
         assert bot.app.jobs.get(1).status == "done"
 
@@ -305,7 +309,7 @@ async def test_a_server_error_is_retried_and_the_result_delivered_once(
         await command.wait_for_response()
         await result_message(discord_double)
         await asyncio.sleep(1.0)
-        assert len([m for m in discord_double.messages() if m.attachments]) == 1
+        assert len([m for m in discord_double.messages() if has_image(m)]) == 1
         assert discord_double.requests("POST", "/webhooks/{application_id}/{token}", status=500)
 
 
@@ -407,7 +411,7 @@ async def test_a_job_that_finishes_before_its_queue_message_is_still_delivered_o
         command = await discord_double.send_slash_command(name="imagine", options={"prompt": f"a fox {FAST}"})
         result = await result_message(discord_double)
         await asyncio.sleep(0.5)
-        assert len([m for m in discord_double.messages() if m.attachments]) == 1
+        assert len([m for m in discord_double.messages() if has_image(m)]) == 1
         assert custom_ids(result) and result.attachments, "the result was not overwritten by the queue text"
         assert command.original is None or command.original.id != result.id
 
@@ -453,3 +457,188 @@ async def test_loras_are_listed_offered_and_used_from_discord(
         refused = await missing.wait_for_original(lambda m: "nowhere" in (m.content or ""))
         assert "There is no LoRA called “nowhere” here" in refused.content
         assert job_count(bot) == 1  # the missing LoRA was refused before a job was written
+
+
+def _preview_edits(double: DiscordDouble) -> list[Any]:
+    return [
+        r
+        for r in double.requests("PATCH")
+        if any(file.filename == "preview.jpg" for file in r.files) and r.status == 200
+    ]
+
+
+async def test_a_running_job_shows_previews_until_the_member_turns_them_off(
+    settings: BotSettings, discord_double: DiscordDouble
+) -> None:
+    discord_double.min_edit_interval = 0.3
+    async with running_nanke(settings, discord_double) as bot:
+        bot.deliverer.edit_interval = 0.3
+        slow = "a fox --steps 150 --size 128x128 --sampler Euler"
+        await discord_double.send_slash_command(name="imagine", options={"prompt": f"{slow} --n 4"})
+        await result_message(discord_double)
+        edits = _preview_edits(discord_double)
+        assert edits, "a progress edit carries a preview image"
+        preview = Image.open(io.BytesIO(edits[0].files[0].data))
+        assert preview.size == (256, 256) and preview.format == "JPEG"  # the 2x2 grid, scaled
+        assert "step" in edits[0].json["content"]
+        assert not discord_double.violations, discord_double.violations  # edits kept Discord's pace
+
+        setting = await discord_double.send_slash_command(
+            name="settings", subcommand="previews", options={"enabled": False}
+        )
+        [said] = await setting.wait_for_followups(1)
+        assert "without a preview" in said.content
+        await discord_double.send_slash_command(name="imagine", options={"prompt": slow})
+        await result_message(discord_double, count=2)
+        assert len(_preview_edits(discord_double)) == len(edits)
+
+
+async def test_remix_mode_opens_the_prompt_before_a_variation_or_reroll(
+    settings: BotSettings, discord_double: DiscordDouble
+) -> None:
+    async with running_nanke(settings, discord_double) as bot:
+        setting = await discord_double.send_slash_command(
+            name="settings", subcommand="remix", options={"enabled": True}
+        )
+        await setting.wait_for_followups(1)
+        await discord_double.send_slash_command(
+            name="imagine", options={"prompt": f"a red fox --no blur --seed 4 {FAST}"}
+        )
+        result = await result_message(discord_double)
+        reroll = next(i for i in custom_ids(result) if i.startswith("nk:reroll:"))
+        click = await discord_double.click_button(result, reroll)
+        assert (await click.wait_for_response()).type == 9  # a modal, nothing queued yet
+        assert job_count(bot) == 1
+        assert click.modal is not None
+        await discord_double.submit_modal(click, {"prompt": "a blue fox", "negative": "blur, text"})
+        child = await result_message(discord_double, count=2)
+        _, parameters = image_of(child)
+        assert parameters is not None and parameters.startswith("a blue fox\nNegative prompt: blur, text\n")
+        job = bot.app.jobs.get(2)
+        assert (job.kind, job.parent_id, job.request.prompt) == ("reroll", 1, "a blue fox")
+        # An upscale keeps the image as it is: no form
+        upscale = next(i for i in custom_ids(result) if i.startswith("nk:up:"))
+        assert (await (await discord_double.click_button(result, upscale)).wait_for_response()).type == 5
+
+
+async def test_an_image_prompt_starts_from_the_attached_image_and_reproduces(
+    settings: BotSettings, discord_double: DiscordDouble
+) -> None:
+    from pipeline.queue.reproduce import reproduce_job
+    from tests.discord_double.command_options import OptionFile
+
+    def png(colour: tuple[int, int, int]) -> bytes:
+        buffer = io.BytesIO()
+        Image.new("RGB", (96, 64), colour).save(buffer, format="PNG")
+        return buffer.getvalue()
+
+    async with running_nanke(settings, discord_double) as bot:
+        for count, (name, colour) in enumerate((("red", (200, 30, 30)), ("blue", (20, 40, 220))), start=1):
+            await discord_double.send_slash_command(
+                name="imagine",
+                options={
+                    "prompt": "a fox --seed 9 --steps 4 --iw 1.5",
+                    "image": OptionFile(f"{name}.png", png(colour), "image/png"),
+                },
+            )
+            await result_message(discord_double, count=count)
+        red, blue = bot.app.jobs.get(1), bot.app.jobs.get(2)
+        assert (red.kind, red.request.mode, red.request.strength) == ("imagine", "img2img", 0.4)
+        assert (red.request.width, red.request.height) == (768, 512)  # the image's 3:2, short side 512
+        assert red.request.init_image != blue.request.init_image
+        made = [await asyncio.to_thread(bot.app.jobs.images.read, job.images[0]) for job in (red, blue)]
+        assert made[0] != made[1], "the attached image changes the result"
+        reproduction = await asyncio.to_thread(reproduce_job, bot.app.jobs, bot.app.engines, 1)
+        assert reproduction.identical
+
+        alone = await discord_double.send_slash_command(name="imagine", options={"prompt": "a fox --iw 1"})
+        response = await alone.wait_for_response()
+        assert response.data["flags"] & 64 and "--iw" in response.data["content"]
+
+
+def _pixels(message: Any) -> np.ndarray:
+    image, _ = image_of(message)
+    return np.asarray(image.convert("RGB")).astype(np.int16)
+
+
+async def test_zoom_out_pan_and_vary_region_keep_the_original_and_survive_a_restart(
+    settings: BotSettings, discord_double: DiscordDouble
+) -> None:
+    async with running_nanke(settings, discord_double):
+        await discord_double.send_slash_command(
+            name="imagine", options={"prompt": "a lighthouse --seed 2 --steps 3 --size 128x128"}
+        )
+        single = await result_message(discord_double)
+        ids = custom_ids(single)
+        assert {f"nk:canvas:1:{spec}" for spec in ("zoom-2", "zoom-1.5", "pan-left", "pan-up")} <= set(ids)
+        assert "nk:canvas:1:square" not in ids and "nk:region:1" in ids  # square already
+        original = _pixels(single)
+    async with running_nanke(settings, discord_double) as bot:  # a brand-new process
+        await discord_double.click_button(single, "nk:canvas:1:zoom-2")
+        zoomed = _pixels(await result_message(discord_double, count=2))
+        assert zoomed.shape == (256, 256, 3)
+        core = slice(64 + 24, 192 - 24)  # the original, away from the seam
+        assert np.abs(zoomed[core, core] - original[24:-24, 24:-24]).max() <= 2
+        assert np.abs(zoomed[:32, :32] - original[:32, :32]).mean() > 5, "the border is painted"
+
+        await discord_double.click_button(single, "nk:canvas:1:pan-right")
+        panned = _pixels(await result_message(discord_double, count=3))
+        assert panned.shape == (128, 192, 3)  # grown on the right
+        assert np.abs(panned[:, : 128 - 24] - original[:, : 128 - 24]).max() <= 2
+
+        region = await discord_double.click_button(single, "nk:region:1")
+        [menu] = (
+            await region.wait_for_followups(1) if region.followups else [await region.wait_for_original()]
+        )
+        chosen = await discord_double.select_values(menu, "nk:cells:1", ["4"])  # the centre cell
+        assert (await chosen.wait_for_response()).type == 9
+        await discord_double.submit_modal(chosen, {"prompt": "a lighthouse at night"})
+        varied = _pixels(await result_message(discord_double, count=4))
+        assert varied.shape == original.shape
+        outside = np.ones(original.shape[:2], bool)
+        outside[42 - 20 : 85 + 20, 42 - 20 : 85 + 20] = False  # the centre cell and its seam
+        assert np.abs(varied[outside] - original[outside]).max() <= 2
+        assert np.abs(varied[50:78, 50:78] - original[50:78, 50:78]).mean() > 5
+        children = [bot.app.jobs.get(job_id) for job_id in (2, 3, 4)]
+        assert [job.request.canvas for job in children] == ["zoom:2", "pan:right", "cells:4"]
+        assert all(job.parent_id == 1 for job in children)
+        assert children[2].request.prompt == "a lighthouse at night"
+
+
+async def test_describe_suggests_four_prompts_whose_buttons_imagine_them_after_a_restart(
+    settings: BotSettings, discord_double: DiscordDouble, tmp_path: Path
+) -> None:
+    from dataclasses import replace
+
+    from pipeline.engine.testmodel import make_test_captioner
+    from tests.discord_double.command_options import OptionFile
+
+    shared, discord_settings = settings
+    captioner = await asyncio.to_thread(make_test_captioner, tmp_path / "captioner")
+    with_describe = (replace(shared, describe_model=str(captioner)), discord_settings)
+    buffer = io.BytesIO()
+    Image.new("RGB", (96, 64), (30, 160, 90)).save(buffer, format="PNG")
+    async with running_nanke(with_describe, discord_double):
+        asked = await discord_double.send_slash_command(
+            name="describe", options={"image": OptionFile("green.png", buffer.getvalue(), "image/png")}
+        )
+        answer = await asked.wait_for_original(lambda m: "Four prompts" in (m.content or ""))
+        lines = answer.content.splitlines()[1:]
+        assert [line.split(" ", 1)[0] for line in lines] == ["1️⃣", "2️⃣", "3️⃣", "4️⃣"]
+        prompts = [line.split(" ", 1)[1] for line in lines]
+        assert len(set(prompts)) == 4 and all(prompt.endswith("--ar 3:2") for prompt in prompts)
+        assert [c["custom_id"] for row in answer.components for c in row["components"]] == [
+            f"nk:describe:{n}" for n in range(1, 5)
+        ]
+    async with running_nanke(with_describe, discord_double) as bot:  # the buttons after a restart
+        await discord_double.click_button(answer, "nk:describe:2")
+        await result_message(discord_double)
+        job = bot.app.jobs.get(1)
+        assert job.request.prompt == prompts[1].removesuffix(" --ar 3:2")
+        assert (job.request.width, job.request.height) == (768, 512)
+    async with running_nanke(settings, discord_double):  # not configured: one clear line
+        off = await discord_double.send_slash_command(
+            name="describe", options={"image": OptionFile("green.png", buffer.getvalue(), "image/png")}
+        )
+        response = await off.wait_for_response()
+        assert "NANKE_DESCRIBE_MODEL" in response.data["content"] and response.data["flags"] & 64

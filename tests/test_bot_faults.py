@@ -7,6 +7,7 @@ import sqlite3
 from datetime import timedelta
 
 from tests.discord_double import DiscordDouble
+from tests.helpers_services import has_image
 from tests.test_bot_e2e import TIMEOUT, BotSettings, result_message, running_nanke, settings
 
 pytest_plugins = ["tests.discord_double.fixtures"]
@@ -41,7 +42,7 @@ async def test_a_result_whose_answer_was_lost_is_found_not_posted_again(
         assert await bot.deliverer.deliver_due() == 1
 
         assert delivery_row(settings, 1) == ("delivered", posted.id, None)
-        assert [m.id for m in discord_double.messages() if m.attachments] == [posted.id]
+        assert [m.id for m in discord_double.messages() if has_image(m)] == [posted.id]
 
 
 async def test_a_dropped_queue_message_edit_still_delivers_without_an_error(

@@ -335,7 +335,13 @@ async def command_payloads(translator: discord.app_commands.Translator) -> list[
     """Every command as the bot syncs it, built offline from the features' own setup."""
     bot = commands.Bot(command_prefix="!", intents=discord.Intents.none())
     bot.jobs = bot.deliverer = bot.submitter = None  # type: ignore[attr-defined]
-    bot.app = SimpleNamespace(catalog=None, resources=Resources.none(), styles=StyleFile(None))  # type: ignore[attr-defined]
+    bot.app = SimpleNamespace(  # type: ignore[attr-defined]
+        catalog=None,
+        resources=Resources.none(),
+        styles=StyleFile(None),
+        engines=None,
+        settings=SimpleNamespace(describe_model=None),
+    )
     for feature in FEATURES:
         await feature.setup(bot)  # type: ignore[arg-type]
     return [await command.get_translated_payload(bot.tree, translator) for command in bot.tree.get_commands()]

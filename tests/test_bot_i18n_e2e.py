@@ -62,6 +62,8 @@ async def test_a_member_whose_discord_is_in_chinese_is_answered_in_chinese(
         assert labels(result) == [
             *("放大（2 倍）", "强烈变体", "细微变体", "🔄", "🗑️"),
             *("❤️", "分享", "使用此提示词"),
+            *("缩小 2 倍", "缩小 1.5 倍", "局部重绘"),
+            *("⬅️", "➡️", "⬆️", "⬇️"),
         ]
 
         # A button: its child job is announced and delivered in the clicker's language

@@ -16,6 +16,7 @@ from pipeline.domain.metadata import write_png
 from tests.discord_double import DiscordDouble
 from tests.discord_double.client import DEFAULT_TOKEN
 from tests.discord_double.command_options import OptionFile
+from tests.helpers_services import has_image
 from tests.test_bot_community import ephemeral_answer, imagine, listed, listing
 from tests.test_bot_e2e import FAST, TIMEOUT, BotSettings, custom_ids, job_count, running_nanke, settings
 
@@ -171,7 +172,7 @@ async def test_flagged_images_are_withheld_or_spoilered_per_the_servers_policy(
         assert "cannot be shared" in await ephemeral_answer(await discord_double.click_button(covered, share))
         show = await discord_double.send_slash_command(name="show", options={"job": 3})
         assert "age-restricted channel" in await ephemeral_answer(show)
-        assert not [m for m in discord_double.messages("art") if m.attachments]
+        assert not [m for m in discord_double.messages("art") if has_image(m)]
 
         log = await audit_log(discord_double)
         assert log.count("The safety check flagged image 1") == 3

@@ -13,12 +13,13 @@ import pytest
 
 from tests.discord_double import DiscordDouble
 from tests.helpers_process import TIMEOUT, delivered, start_process, stop_process, until
+from tests.helpers_services import has_image
 
 pytest_plugins = ["tests.discord_double.fixtures"]
 
 
 def results(double: DiscordDouble) -> list:
-    return [m for m in double.messages() if m.attachments]
+    return [m for m in double.messages() if has_image(m)]
 
 
 def buttons(message) -> list[str]:

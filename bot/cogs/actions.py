@@ -1,6 +1,7 @@
 """Job actions: the buttons under a job (U1–U4, V1–V4, Vary, 🔄, ❌, 🗑) and what they do.
 
-U/V/🔄 queue a child job (an upscale, a variation, a reroll) for whoever clicked; ❌ cancels a
+U/V/🔄 queue a child job (an upscale, a variation, a reroll) for whoever clicked (in remix mode,
+``/settings remix``, V and 🔄 first open the prompt to edit); ❌ cancels a
 queued or running job and 🗑 deletes a finished one, each for the job's owner or a member with
 Manage Messages. ``custom_id``: ``nk:<action>:<job id>[:<image index>[:<strength>]]``.
 """
@@ -14,7 +15,16 @@ from typing import TYPE_CHECKING, Any
 import discord
 
 from bot.buttons import JOB_ID, CustomId, Feature, JobButton, visible_job
-from bot.cogs.community import LikeButton, ShareButton, UseButton
+from bot.cogs.canvas import DYNAMIC_ITEMS as CANVAS_ITEMS
+from bot.cogs.canvas import canvas_rows
+from bot.cogs.community import (
+    INPUT_LABEL_LIMIT,
+    MODAL_TITLE_LIMIT,
+    PROMPT_INPUT_MAX,
+    LikeButton,
+    ShareButton,
+    UseButton,
+)
 from bot.errors import NETWORK_ERRORS, JobGone, report_error
 from bot.i18n import ENGLISH, Texts, for_interaction
 from bot.interactions import destination_of, requester_of, viewer_of
@@ -33,6 +43,58 @@ VARIATION = CustomId("nk:var:{job}:{index}:{strength}", job=JOB_ID, index=r"[0-3
 REROLL = CustomId("nk:reroll:{job}", job=JOB_ID)
 CANCEL = CustomId("nk:cancel:{job}", job=JOB_ID)
 DELETE = CustomId("nk:delete:{job}", job=JOB_ID)
+REMIXABLE = frozenset({"reroll", "variation", "canvas"})
+"""The children remix mode opens the prompt of first (an upscale keeps the image as it is)."""
+
+
+class RemixChildModal(discord.ui.Modal):
+    """Remix mode: the parent's prompt and negative prompt to edit before its child is queued."""
+
+    def __init__(
+        self,
+        actions: JobActions,
+        parent: JobSnapshot,
+        *,
+        action: str,
+        index: int,
+        strength: str,
+        canvas: str | None = None,
+        texts: Texts,
+    ) -> None:
+        super().__init__(
+            title=texts("remix.child_title", job_id=parent.id)[:MODAL_TITLE_LIMIT], timeout=15 * 60
+        )
+        self.actions = actions
+        self.parent_id = parent.id
+        self.child = {"action": action, "index": index, "strength": strength, "canvas": canvas}
+        self.prompt: discord.ui.TextInput[RemixChildModal] = discord.ui.TextInput(
+            label=texts("remix.child_prompt")[:INPUT_LABEL_LIMIT],
+            style=discord.TextStyle.paragraph,
+            default=parent.request.prompt[:PROMPT_INPUT_MAX],
+            max_length=PROMPT_INPUT_MAX,
+            custom_id="prompt",
+        )
+        self.negative: discord.ui.TextInput[RemixChildModal] = discord.ui.TextInput(
+            label=texts("remix.child_negative")[:INPUT_LABEL_LIMIT],
+            style=discord.TextStyle.paragraph,
+            default=parent.request.negative_prompt[:PROMPT_INPUT_MAX] or None,
+            max_length=PROMPT_INPUT_MAX,
+            required=False,
+            custom_id="negative",
+        )
+        self.add_item(self.prompt)
+        self.add_item(self.negative)
+
+    async def on_submit(self, interaction: discord.Interaction) -> None:  # type: ignore[override]
+        await self.actions.start_child(
+            interaction,
+            parent_id=self.parent_id,
+            prompts=(self.prompt.value, self.negative.value or ""),
+            **self.child,  # type: ignore[arg-type]
+        )
+
+    async def on_error(self, interaction: discord.Interaction, error: Exception) -> None:  # type: ignore[override]
+        await report_error(interaction, error, job_id=self.parent_id)
 
 
 class JobActions(Feature):
@@ -51,12 +113,24 @@ class JobActions(Feature):
         action: str,
         index: int = 0,
         strength: str = "strong",
+        prompts: tuple[str, str] | None = None,
+        canvas: str | None = None,
     ) -> JobSnapshot | None:
         """Queue the reroll/upscale/variation of ``parent_id`` for the person who clicked.
 
-        The job is written before the click is acknowledged: a crash in between loses nothing.
+        In the clicker's remix mode, a reroll or variation first opens the parent's prompts to
+        edit (:class:`RemixChildModal`); ``prompts`` are the edited ones. The job is written
+        before the click is acknowledged: a crash in between loses nothing.
         """
         try:
+            if prompts is None and action in REMIXABLE and await self._remix_mode(interaction):
+                parent = await self.jobs.visible(parent_id, viewer_of(interaction))
+                texts = for_interaction(interaction)
+                modal = RemixChildModal(
+                    self, parent, action=action, index=index, strength=strength, canvas=canvas, texts=texts
+                )
+                await interaction.response.send_modal(modal)
+                return None
             job = await self.jobs.submit_child(
                 parent_id,
                 action=action,
@@ -65,6 +139,8 @@ class JobActions(Feature):
                 requester=requester_of(interaction),
                 destination=destination_of(interaction),
                 viewer=viewer_of(interaction),
+                prompts=prompts,
+                canvas=canvas,
             )
         except JobNotFound:
             await report_error(interaction, JobGone("error.job_gone", job_id=parent_id))
@@ -74,6 +150,10 @@ class JobActions(Feature):
             return None
         await self.deliverer.acknowledge(interaction, job)
         return job
+
+    async def _remix_mode(self, interaction: discord.Interaction) -> bool:
+        settings = await self.jobs.community.member_settings(discord_id=interaction.user.id)
+        return settings.remix
 
     async def cancel(self, interaction: discord.Interaction, *, job_id: int) -> None:
         await interaction.response.defer(ephemeral=True, thinking=True)
@@ -226,9 +306,17 @@ BUTTONS: tuple[type[JobButton], ...] = (
 # -- the views ------------------------------------------------------------------------------------
 
 
-def result_view(job_id: int, image_count: int, *, likes: int = 0, texts: Texts = ENGLISH) -> discord.ui.View:
+def result_view(
+    job_id: int,
+    image_count: int,
+    *,
+    likes: int = 0,
+    texts: Texts = ENGLISH,
+    size: tuple[int, int] | None = None,
+) -> discord.ui.View:
     """The buttons under a finished job: U/V per image for grids; upscale/vary for singles; then
-    a row of ❤ (with the like count), 📌 Share and Use this prompt. Labels in ``texts``' language."""
+    a row of ❤ (with the like count), 📌 Share and Use this prompt; a single image of ``size``
+    also gets Zoom Out, Make Square, Vary (Region) and the Pans. Labels in ``texts``' language."""
     view = discord.ui.View(timeout=None)
     if image_count > 1:
         for index in range(image_count):
@@ -253,6 +341,9 @@ def result_view(job_id: int, image_count: int, *, likes: int = 0, texts: Texts =
     for item in community:
         item.row = community_row
         view.add_item(item)
+    if image_count == 1 and size is not None:
+        for item in canvas_rows(job_id, size, texts):
+            view.add_item(item)
     return view
 
 
@@ -270,5 +361,5 @@ def _place_rows(view: discord.ui.View, image_count: int) -> None:
 
 
 async def setup(bot: NankeBot) -> None:
-    bot.add_dynamic_items(*BUTTONS)
+    bot.add_dynamic_items(*BUTTONS, *CANVAS_ITEMS)
     await bot.add_cog(JobActions(jobs=bot.jobs, deliverer=bot.deliverer, client=bot))

@@ -15,6 +15,7 @@ from discord import app_commands
 from bot import render
 from bot.buttons import Feature, visible_job
 from bot.cogs.actions import result_view
+from bot.cogs.canvas import single_size
 from bot.errors import BotError
 from bot.i18n import ENGLISH, Texts, for_interaction
 from bot.interactions import age_restricted
@@ -56,7 +57,9 @@ class Gallery(Feature):
         await interaction.followup.send(
             content=render.finished_text(snapshot, texts=texts),
             embed=render.result_embed(snapshot, texts),
-            view=result_view(snapshot.id, len(snapshot.images), likes=likes, texts=texts),
+            view=result_view(
+                snapshot.id, len(snapshot.images), likes=likes, texts=texts, size=single_size(snapshot)
+            ),
             allowed_mentions=discord.AllowedMentions.none(),
             **kwargs,  # type: ignore[arg-type]
         )

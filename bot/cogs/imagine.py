@@ -11,14 +11,16 @@ from discord import app_commands
 
 from bot.buttons import Feature
 from bot.cogs.library import choices
-from bot.errors import report_error
+from bot.errors import report_error, retract
+from bot.interactions import in_time
 from pipeline.domain.models import ModelCatalog
 from pipeline.domain.models.resources import ResourceFolder
 from pipeline.domain.prompt.networks import MAX_WEIGHT, MIN_WEIGHT
 from pipeline.domain.prompt.styles import StyleFile
 from pipeline.domain.request import MAX_CFG, MAX_COUNT, MAX_SEED, MAX_STEPS, MIN_CFG, MIN_COUNT, MIN_STEPS
 from pipeline.domain.samplers import SAMPLER_NAMES
-from pipeline.errors import PipelineError
+from pipeline.errors import InvalidRequest, PipelineError
+from pipeline.queue.jobs.images import Upload
 
 if TYPE_CHECKING:
     from bot.client import NankeBot
@@ -34,6 +36,11 @@ ASPECTS = {
     "9:16 tall": "9:16",
     "4:5 portrait": "4:5",
 }
+IMAGE_TYPES = ("image/png", "image/jpeg", "image/webp")
+MAX_IMAGE_BYTES = 25 * 1024 * 1024
+"""The largest image prompt read (Discord's own upload limit for most members)."""
+IMAGE_PIXELS_FACTOR = 4
+"""An image prompt may have this many times NANKE_MAX_PIXELS (it is scaled to the output size)."""
 # Discord allows 25 choices; the common samplers come first. They keep A1111's names in every
 # language: the command catalogs translate the aspect choices only.
 SAMPLER_CHOICES = [app_commands.Choice(name=name, value=name) for name in SAMPLER_NAMES][:25]
@@ -69,6 +76,7 @@ class Imagine(Feature):
         lora="A LoRA to add (more go in the prompt as <lora:name:weight>)",
         lora_weight=f"The LoRA's weight ({MIN_WEIGHT:g} to {MAX_WEIGHT:g}, default 1)",
         style="A prompt style to add (more with --style in the prompt)",
+        image="An image to start from (an image prompt; --iw 0 to 2 sets how much it counts)",
         private="Keep it out of listings, search and the showcase (default: your /settings private)",
     )
     @app_commands.choices(
@@ -90,6 +98,7 @@ class Imagine(Feature):
         lora: app_commands.Range[str, 1, 100] | None = None,
         lora_weight: app_commands.Range[float, MIN_WEIGHT, MAX_WEIGHT] | None = None,
         style: app_commands.Range[str, 1, 100] | None = None,
+        image: discord.Attachment | None = None,
         private: bool | None = None,
     ) -> None:
         # 1. Parse and validate (no I/O): bad input gets an ephemeral reply and queues nothing.
@@ -101,8 +110,10 @@ class Imagine(Feature):
         if style:
             text = f'{text} --style "{style}"'
         try:
+            source = await self._image_prompt(interaction, image) if image is not None else None
             request, private_flag = self.submitter.prepare(
                 text,
+                source=source,
                 negative_prompt=negative,
                 seed=seed,
                 steps=steps,
@@ -112,10 +123,26 @@ class Imagine(Feature):
                 model=model,
             )
         except PipelineError as error:
-            await report_error(interaction, error)
+            if interaction.response.is_done():  # deferred while the image downloaded
+                await retract(interaction, error)
+            else:
+                await report_error(interaction, error)
             return
         # 2. Defer, store, announce. --private wins; else the option; else the member's default.
         await self.submitter.start(interaction, request, private=True if private_flag else private)
+
+    async def _image_prompt(self, interaction: discord.Interaction, image: discord.Attachment) -> Upload:
+        """Download and keep an image prompt (read before Discord's deadline, or deferred)."""
+        if image.content_type not in IMAGE_TYPES:
+            raise InvalidRequest("image", image.content_type or image.filename, "a PNG, JPEG or WebP image")
+        if image.size > MAX_IMAGE_BYTES:
+            raise InvalidRequest(
+                "image", f"{image.size:,} bytes", f"at most {MAX_IMAGE_BYTES:,} bytes", reason="is too large"
+            )
+        data = await in_time(interaction, image.read())
+        return await self.submitter.jobs.images.upload(
+            data, owner_id=None, max_pixels=IMAGE_PIXELS_FACTOR * self.submitter.max_pixels
+        )
 
     @imagine.autocomplete("model")
     async def model_autocomplete(

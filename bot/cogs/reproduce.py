@@ -4,8 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from collections.abc import Awaitable
-from typing import TYPE_CHECKING, TypeVar
+from typing import TYPE_CHECKING
 
 import discord
 from discord import app_commands
@@ -14,6 +13,7 @@ from bot import render
 from bot.buttons import Feature
 from bot.errors import BotError, retract
 from bot.i18n import for_interaction
+from bot.interactions import in_time
 from pipeline.domain.metadata import read_parameters
 from pipeline.domain.metadata.imported import import_request
 from pipeline.domain.models import ModelCatalog
@@ -24,11 +24,8 @@ if TYPE_CHECKING:
     from bot.submitting import Submitter
 
 log = logging.getLogger(__name__)
-T = TypeVar("T")
 
 MAX_ATTACHMENT = 50 * 1024 * 1024
-DOWNLOAD_BEFORE_ANSWER_S = 2.0
-"""How long the download may take before the interaction is deferred (Discord waits 3 s)."""
 IMAGE_TYPES = ("image/png", "image/jpeg", "image/webp")
 
 
@@ -58,12 +55,12 @@ class Reproduce(Feature):
         try:
             if image.content_type not in IMAGE_TYPES or image.size > MAX_ATTACHMENT:
                 raise NoParameters("reproduce.unreadable", name=name)
-            data = await self._in_time(interaction, image.read())
+            data = await in_time(interaction, image.read())
             text = await asyncio.to_thread(read_parameters, data)
             if text is None:
                 raise NoParameters("reproduce.no_parameters", name=name)
             # finding LoRAs by hash reads each file once (then the digest is cached)
-            imported = await self._in_time(
+            imported = await in_time(
                 interaction,
                 asyncio.to_thread(import_request, text, catalog=self.catalog, resources=self.resources),
             )
@@ -82,17 +79,6 @@ class Reproduce(Feature):
                 ephemeral=True,
                 allowed_mentions=discord.AllowedMentions.none(),
             )
-
-    async def _in_time(self, interaction: discord.Interaction, work: Awaitable[T]) -> T:
-        """The result of ``work``; when it takes longer than Discord waits, defer first."""
-        task = asyncio.ensure_future(work)
-        if interaction.response.is_done():
-            return await task
-        try:
-            return await asyncio.wait_for(asyncio.shield(task), DOWNLOAD_BEFORE_ANSWER_S / 2)
-        except asyncio.TimeoutError:
-            await interaction.response.defer(thinking=True)
-            return await task
 
 
 async def setup(bot: NankeBot) -> None:

@@ -20,6 +20,13 @@ if TYPE_CHECKING:
 
 log = logging.getLogger(__name__)
 
+SAID = {
+    "private": {True: "settings.private_on", False: "settings.private_off"},
+    "previews": {True: "settings.previews_on", False: "settings.previews_off"},
+    "remix": {True: "settings.remix_on", False: "settings.remix_off"},
+}
+"""What a member is told after turning one of their own settings on or off."""
+
 
 @app_commands.guild_only()  # on the group: discord.py ignores it on subcommands
 class GuildSettingsCog(commands.GroupCog, group_name="settings", group_description="nanke's settings"):
@@ -55,13 +62,25 @@ class GuildSettingsCog(commands.GroupCog, group_name="settings", group_descripti
     @app_commands.command(name="private", description="Make your new images private by default")
     @app_commands.describe(enabled="True: new jobs stay out of listings, search and the showcase")
     async def private(self, interaction: discord.Interaction, enabled: bool) -> None:
+        await self._member_setting(interaction, "private", enabled)
+
+    @app_commands.command(name="previews", description="Show a preview image while your jobs run")
+    @app_commands.describe(enabled="True (the default): the progress message shows the image as it forms")
+    async def previews(self, interaction: discord.Interaction, enabled: bool) -> None:
+        await self._member_setting(interaction, "previews", enabled)
+
+    @app_commands.command(name="remix", description="Edit the prompt before a variation or reroll runs")
+    @app_commands.describe(enabled="True: V and 🔄 first open a form with the prompt to change")
+    async def remix(self, interaction: discord.Interaction, enabled: bool) -> None:
+        await self._member_setting(interaction, "remix", enabled)
+
+    async def _member_setting(self, interaction: discord.Interaction, name: str, enabled: bool) -> None:
+        """Turn the member's own setting ``name`` (private, previews, remix) on or off, and say so."""
         await interaction.response.defer(ephemeral=True, thinking=True)
-        await self.jobs.community.set_private_by_default(
-            discord_id=interaction.user.id,
-            name=interaction.user.display_name,
-            private=enabled,
+        await self.jobs.community.set_member_settings(
+            discord_id=interaction.user.id, name=interaction.user.display_name, **{name: enabled}
         )
-        text = for_interaction(interaction)("settings.private_on" if enabled else "settings.private_off")
+        text = for_interaction(interaction)(SAID[name][enabled])
         await interaction.followup.send(text, ephemeral=True)
 
 

@@ -12,7 +12,10 @@ import asyncio
 import contextlib
 import logging
 import time
+from collections.abc import Sequence
 from dataclasses import dataclass
+
+from PIL import Image
 
 from pipeline.queue.worker import WorkerEvents
 
@@ -47,6 +50,7 @@ class ProgressHub(WorkerEvents):
     def __init__(self) -> None:
         self._loop: asyncio.AbstractEventLoop | None = None
         self._steps: dict[int, Step] = {}
+        self._previews: dict[int, list[Image.Image]] = {}
         self._changed: dict[int, asyncio.Event] = {}
 
     def attach(self, loop: asyncio.AbstractEventLoop) -> None:
@@ -56,6 +60,9 @@ class ProgressHub(WorkerEvents):
 
     def progress(self, job_id: int, step: int, total: int, elapsed_s: float) -> None:
         self._hand_over(self._record, job_id, Step(step, total, elapsed_s, time.monotonic()))
+
+    def preview(self, job_id: int, images: Sequence[Image.Image]) -> None:
+        self._hand_over(self._previews.__setitem__, job_id, list(images))
 
     def finished(self, job_id: int) -> None:
         self._hand_over(self._record, job_id, None)
@@ -72,11 +79,16 @@ class ProgressHub(WorkerEvents):
     def _record(self, job_id: int, step: Step | None) -> None:
         if step is None:
             self._steps.pop(job_id, None)
+            self._previews.pop(job_id, None)
         else:
             self._steps[job_id] = step
         event = self._changed.pop(job_id, None)
         if event is not None:
             event.set()
+
+    def preview_of(self, job_id: int) -> list[Image.Image] | None:
+        """The latest preview images of a running job, if it made any yet."""
+        return self._previews.get(job_id)
 
     def step_of(self, job_id: int) -> Step | None:
         """The latest step of a running job (``None`` before its first step, or once it ended)."""

@@ -48,6 +48,7 @@ from pipeline.api.webui_translate import (
     samplers,
     translate,
 )
+from pipeline.domain.grid import preview_jpeg
 from pipeline.domain.models.hashing import AUTOV2_LENGTH, cached_sha256
 from pipeline.errors import InvalidRequest, ModelNotFound, NotCancellable
 from pipeline.queue.jobs import ApiKeySnapshot, JobSnapshot
@@ -178,6 +179,10 @@ async def progress(request: Request, key: Key, skip_current_image: bool = False)
     else:
         eta = max((entry.eta_s or 0.0) for entry in mine)
     textinfo = None if current.status == "running" else f"queued: place {current.position} in nanke's queue"
+    previews = None if skip_current_image else context.hub.preview_of(current.job_id)
+    image = None
+    if previews:
+        image = base64.b64encode(await asyncio.to_thread(preview_jpeg, previews)).decode("ascii")
     return ProgressResponse(
         progress=round(fraction, 4),
         eta_relative=round(eta, 2),
@@ -189,6 +194,7 @@ async def progress(request: Request, key: Key, skip_current_image: bool = False)
             sampling_steps=step.total if step is not None else job.request.steps,
         ),
         textinfo=textinfo,
+        current_image=image,
         current_task=f"nanke-{current.job_id}",
     )
 

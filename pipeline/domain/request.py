@@ -9,14 +9,15 @@ from collections.abc import Hashable
 from dataclasses import asdict, dataclass, fields, replace
 from typing import Any, Literal
 
+from pipeline.domain.canvas import parse_canvas
 from pipeline.domain.prompt.networks import lora_set
 from pipeline.domain.samplers import DEFAULT_SAMPLER, SAMPLER_NAMES, canonical_sampler
 from pipeline.domain.text import clean_text
 from pipeline.errors import InvalidRequest
 
-Mode = Literal["txt2img", "img2img", "upscale"]
+Mode = Literal["txt2img", "img2img", "upscale", "inpaint"]
 
-MODES: tuple[str, ...] = ("txt2img", "img2img", "upscale")
+MODES: tuple[str, ...] = ("txt2img", "img2img", "upscale", "inpaint")
 MAX_SEED = 2**32 - 1
 MIN_SIDE = 64
 MAX_SIDE = 2048
@@ -62,6 +63,7 @@ BATCH_FIELDS: tuple[str, ...] = (
     "hires_steps",
     "hires_denoise",
     "hires_upscaler",
+    "canvas",
 )
 """The fields requests must share to run in one diffusers call (prompts, seeds and counts may differ).
 
@@ -76,6 +78,7 @@ _SINCE_V1: dict[str, object] = {
     "hires_denoise": DEFAULT_HIRES_DENOISE,
     "hires_upscaler": DEFAULT_HIRES_UPSCALER,
     "styles": (),
+    "canvas": None,
 }
 """Fields added after the first stored requests: left out of the canonical JSON at their
 defaults, so requests that do not use them keep the JSON they always had."""
@@ -97,7 +100,9 @@ class GenerationRequest:
     on the hires fix: the image is made at ``width``x``height``, upscaled by that factor with
     ``hires_upscaler`` and denoised again with ``hires_denoise`` over ``hires_steps`` steps (0: as
     many as ``steps``), as the WebUI does. ``styles`` names the styles already applied to the
-    prompts (for the infotext; applying them is the prompt parser's job).
+    prompts (for the infotext; applying them is the prompt parser's job). ``canvas`` (mode
+    ``inpaint``) says how the source image is laid out and which part is painted anew: Zoom Out,
+    Pan, Make Square, Vary (Region) (see :mod:`pipeline.domain.canvas`).
     """
 
     prompt: str
@@ -121,6 +126,7 @@ class GenerationRequest:
     hires_denoise: float = DEFAULT_HIRES_DENOISE
     hires_upscaler: str = DEFAULT_HIRES_UPSCALER
     styles: tuple[str, ...] = ()
+    canvas: str | None = None
 
     # -- validation ---------------------------------------------------------------------------
 
@@ -188,6 +194,12 @@ class GenerationRequest:
             raise InvalidRequest("styles", f"{len(styles)} styles", f"at most {MAX_STYLES}")
         if self.mode not in MODES:
             raise InvalidRequest("mode", self.mode, ", ".join(MODES))
+        if (self.mode == "inpaint") != (self.canvas is not None):
+            raise InvalidRequest(
+                "canvas", self.canvas, "a canvas with mode inpaint only", reason="does not fit the mode"
+            )
+        if self.canvas is not None:
+            parse_canvas(self.canvas)
         if self.mode == "txt2img":
             if self.init_image is not None or self.strength is not None:
                 raise InvalidRequest(

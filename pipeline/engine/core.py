@@ -18,11 +18,12 @@ import threading
 import time
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, cast
 
 import torch
 from PIL import Image
 
+from pipeline.domain.canvas import Prepared, finish, parse_canvas, prepare
 from pipeline.domain.models.resources import Resources
 from pipeline.domain.request import BATCH_FIELDS, GenerationRequest
 from pipeline.domain.samplers import build_scheduler
@@ -150,6 +151,7 @@ class Engine:
         self.choices = Choices(pipe, model, resources or Resources.none())
         """The LoRAs, embeddings, VAE and tiling a batch runs with."""
         self._img2img_pipe: Any = None
+        self._inpaint_pipe: Any = None
         self._vae32: Any = None
         self._memory_savers = False
         self._lock = threading.Lock()
@@ -204,12 +206,7 @@ class Engine:
             for position, request in enumerate(batch)
             for index, seed in enumerate(request.seeds)
         ]
-        sources: list[Image.Image | None] = [
-            None
-            if request.mode == "txt2img" or init_images is None
-            else _fit_image(init_images[request.init_image or ""], request.width, request.height)
-            for request in batch
-        ]
+        sources: list[Source] = [_source(request, init_images) for request in batch]
 
         with self._lock:
             # 3. Run, with memory fallbacks on out-of-memory
@@ -226,7 +223,7 @@ class Engine:
                 head.cfg_scale,
             )
             # 4. The LoRAs, embeddings, VAE and tiling the batch asks for
-            chosen = self.choices.apply(batch, pipes=[self.pipe, self._img2img_pipe])
+            chosen = self.choices.apply(batch, pipes=[self.pipe, self._img2img_pipe, self._inpaint_pipe])
             if chosen.vae_changed:
                 self._vae32 = None
             made = self._run_with_fallbacks(batch, slots, sources, run)
@@ -312,7 +309,7 @@ class Engine:
         self,
         batch: list[GenerationRequest],
         slots: list[_Slot],
-        sources: list[Image.Image | None],
+        sources: list[Source],
         run: _Run,
     ) -> dict[_Slot, tuple[Image.Image, bool]]:
         """Run ``slots`` in as few diffusers calls as fit in memory.
@@ -373,7 +370,7 @@ class Engine:
         self,
         batch: list[GenerationRequest],
         slots: list[_Slot],
-        sources: list[Image.Image | None],
+        sources: list[Source],
         run: _Run,
     ) -> dict[_Slot, tuple[Image.Image, bool]]:
         """One diffusers call for ``slots``: denoise to latents, then decode them with the NaN guard."""
@@ -384,7 +381,10 @@ class Engine:
             raise Cancelled("cancelled before it started")
 
         # a. The pipeline for the mode, a fresh scheduler for the sampler, the VAE's memory mode
-        target = self.pipe if head.mode == "txt2img" else self._img2img()
+        if head.mode == "txt2img":
+            target = self.pipe
+        else:
+            target = self._inpaint() if head.mode == "inpaint" else self._img2img()
         scheduler = build_scheduler(head.sampler, self._scheduler_config)
         if hasattr(scheduler, "noise_sampler_seed"):
             # DPM++ SDE draws its noise from a Brownian tree: one tree per image, seeded per image.
@@ -450,6 +450,16 @@ class Engine:
             if head.mode == "txt2img":
                 latents = self._initial_latents(generators, head.width, head.height)
                 output = target(height=head.height, width=head.width, latents=latents, **call)
+            elif head.mode == "inpaint":
+                canvases = [cast(Prepared, sources[slot.request]) for slot in slots]
+                output = target(
+                    image=[canvas.image for canvas in canvases],
+                    mask_image=[canvas.paint for canvas in canvases],
+                    strength=head.strength,
+                    height=head.height,
+                    width=head.width,
+                    **call,
+                )
             else:
                 images = [sources[slot.request] for slot in slots]
                 output = target(image=images, strength=head.strength, **call)
@@ -466,8 +476,13 @@ class Engine:
                 if cancelled:
                     raise Cancelled("cancelled while generating")
 
-            # g. Decode, retrying the VAE in float32 on NaN/black images
+            # g. Decode, retrying the VAE in float32 on NaN/black images; a canvas gets its kept
+            #    pixels back exactly
             decoded, retried = self._decode(latents)
+            if head.mode == "inpaint":
+                decoded = [
+                    finish(cast(Prepared, sources[slot.request]), decoded[i]) for i, slot in enumerate(slots)
+                ]
         if self.offload:
             self.pipe.maybe_free_model_hooks()
         return {slot: (decoded[i], i in retried) for i, slot in enumerate(slots)}
@@ -497,6 +512,16 @@ class Engine:
         return target(image=image, strength=head.hires_denoise, **passes).images
 
     # -- helpers --------------------------------------------------------------------------------
+
+    def _inpaint(self) -> Any:
+        """The inpainting pipeline sharing the loaded components (a 4-channel model blends the
+        kept area back at every step), built when a canvas job first needs it."""
+        if self._inpaint_pipe is None:
+            from diffusers import AutoPipelineForInpainting
+
+            self._inpaint_pipe = AutoPipelineForInpainting.from_pipe(self.pipe)
+            self._inpaint_pipe.set_progress_bar_config(disable=True)
+        return self._inpaint_pipe
 
     def _img2img(self) -> Any:
         """The image-to-image pipeline sharing the loaded components, built once."""
@@ -649,6 +674,19 @@ def _hires_steps_taken(request: GenerationRequest) -> int:
         return 0
     steps = request.hires_steps or request.steps
     return min(int(steps * request.hires_denoise), steps)
+
+
+Source = Image.Image | Prepared | None
+"""What a request starts from: nothing (txt2img), its init image at the output size, or its canvas."""
+
+
+def _source(request: GenerationRequest, init_images: Mapping[str, Image.Image] | None) -> Source:
+    if request.mode == "txt2img" or init_images is None:
+        return None
+    image = init_images[request.init_image or ""]
+    if request.mode == "inpaint":
+        return prepare(parse_canvas(request.canvas), image, (request.width, request.height))
+    return _fit_image(image, request.width, request.height)
 
 
 def _fit_image(image: Image.Image, width: int, height: int) -> Image.Image:

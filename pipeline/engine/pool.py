@@ -12,6 +12,7 @@ from pipeline.domain.models import ModelCatalog, load_model
 from pipeline.domain.models.resources import Resources
 from pipeline.domain.request import GenerationRequest
 from pipeline.engine.core import Engine
+from pipeline.engine.describer import Describer
 from pipeline.engine.devices import pick_device, pick_dtype
 from pipeline.engine.results import EngineOptions, GenerationResult
 from pipeline.engine.safety import SafetyChecker
@@ -42,6 +43,7 @@ class EnginePool:
         upscaler: str | None = None,
         safety_checker: str | None = None,
         resources: Resources | None = None,
+        describe_model: str | None = None,
     ) -> None:
         if keep < 1:
             raise ValueError(f"keep: {keep} (allowed: 1 or more)")
@@ -54,6 +56,8 @@ class EnginePool:
         self.upscaler = upscaler
         self.safety_checker = safety_checker
         self.resources = resources or Resources.none()
+        self.describe_model = describe_model
+        self._describer: Describer | None = None
         self._engines: OrderedDict[str, Engine] = OrderedDict()
         self._upscaler: UpscalerEngine | None = None
         self._checker: SafetyChecker | None = None
@@ -81,6 +85,17 @@ class EnginePool:
                     self.safety_checker, device=self.device, dtype=self.dtype, cache_dir=self.cache_dir
                 )
             return self._checker
+
+    def describer(self) -> Describer | None:
+        """The /describe captioning model, loaded on first use; ``None`` when none is configured."""
+        if not self.describe_model:
+            return None
+        with self._lock:
+            if self._describer is None:
+                self._describer = Describer.load(
+                    self.describe_model, device=self.device, dtype=self.dtype, cache_dir=self.cache_dir
+                )
+            return self._describer
 
     def checked(self, results: list[GenerationResult]) -> list[GenerationResult]:
         """``results`` with every image the safety check finds adult content in flagged (as they

@@ -448,3 +448,49 @@ def make_test_vae(path: str | Path, pipe: Any, *, layout: str = "ldm", seed: int
     state = vae_to_ldm(vae.state_dict(), vae.config)
     save_file({k.removeprefix("first_stage_model."): v.contiguous() for k, v in state.items()}, str(path))
     return path
+
+
+CAPTION_WORDS = (
+    "a", "an", "the", "red", "fox", "cat", "dog", "in", "on", "snow", "forest", "painting", "photo", "of",
+    "with", "at", "night", "sky", "city", "lighthouse", "blue", "green", "tree", "mountain", "river",
+    "portrait", "golden", "light",
+)  # fmt: skip
+"""The tiny captioner's vocabulary (beside BERT's special tokens)."""
+
+
+def make_test_captioner(folder: str | Path, *, seed: int = 0) -> Path:
+    """Write a tiny random-weight BLIP image-captioning model (and its processor) to ``folder``:
+    what ``NANKE_DESCRIBE_MODEL`` loads, with a vocabulary of a few prompt words."""
+    import torch
+    from transformers import (
+        BertTokenizer,
+        BlipConfig,
+        BlipForConditionalGeneration,
+        BlipImageProcessorPil,
+        BlipProcessor,
+    )
+
+    folder = Path(folder)
+    folder.mkdir(parents=True, exist_ok=True)
+    special = ["[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]", "[DEC]"]
+    words = [*special, *CAPTION_WORDS]
+    (folder / "vocab.txt").write_text("\n".join(words) + "\n", encoding="utf-8")
+    tokenizer = BertTokenizer(str(folder / "vocab.txt"), bos_token="[DEC]")
+    processor = BlipProcessor(
+        image_processor=BlipImageProcessorPil(size={"height": 32, "width": 32}), tokenizer=tokenizer
+    )
+    text = {
+        "vocab_size": len(words), "hidden_size": 32, "num_hidden_layers": 2, "num_attention_heads": 4,
+        "intermediate_size": 37, "encoder_hidden_size": 32, "bos_token_id": words.index("[DEC]"),
+        "pad_token_id": 0, "sep_token_id": words.index("[SEP]"), "eos_token_id": words.index("[SEP]"),
+        "max_position_embeddings": 64,
+    }  # fmt: skip
+    vision = {"hidden_size": 32, "image_size": 32, "patch_size": 8, "num_hidden_layers": 2,
+              "num_attention_heads": 4, "intermediate_size": 37}  # fmt: skip
+    torch.manual_seed(seed)
+    model = BlipForConditionalGeneration(
+        BlipConfig(text_config=text, vision_config=vision, projection_dim=32)
+    )
+    model.save_pretrained(folder, safe_serialization=True)
+    processor.save_pretrained(folder)
+    return folder

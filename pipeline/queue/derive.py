@@ -9,6 +9,7 @@ from __future__ import annotations
 from dataclasses import replace
 from typing import Literal
 
+from pipeline.domain.canvas import canvas_size, parse_canvas
 from pipeline.domain.request import MAX_PIXELS, MAX_STEPS, GenerationRequest
 
 Strength = Literal["strong", "subtle"]
@@ -72,6 +73,35 @@ def variation(
         seed=None,
     )
     return _with_denoising_step(child).with_seed(seed).validate(max_pixels=MAX_PIXELS)
+
+
+def on_canvas(
+    parent: GenerationRequest,
+    *,
+    image_sha256: str,
+    width: int,
+    height: int,
+    canvas: str,
+    max_pixels: int,
+    seed: int | None = None,
+) -> GenerationRequest:
+    """Zoom Out, Pan, Make Square or Vary (Region) of one image (``width`` x ``height``) of
+    ``parent``: the image laid out on ``canvas`` (see :mod:`pipeline.domain.canvas`) and the rest
+    painted with the parent's prompt; the canvas fits ``max_pixels``."""
+    spec = parse_canvas(canvas)
+    canvas_width, canvas_height = canvas_size(spec, width, height, max_pixels=max_pixels)
+    child = replace(
+        without_hires_fix(parent),
+        mode="inpaint",
+        canvas=spec.text(),
+        width=canvas_width,
+        height=canvas_height,
+        count=1,
+        init_image=image_sha256,
+        strength=spec.strength,
+        seed=None,
+    )
+    return _with_denoising_step(child).with_seed(seed).validate(max_pixels=max_pixels)
 
 
 def without_hires_fix(request: GenerationRequest) -> GenerationRequest:

@@ -19,11 +19,23 @@ from pipeline.queue.executor import Failed, Generated, OnStep, Outcome, ShouldCa
 log = logging.getLogger(__name__)
 
 
-class LocalExecutor:
-    """Runs batches in this process, on the engines of ``engines``."""
+PREVIEWS_PER_JOB = 5
+"""About how many preview images a job's progress offers (a front door shows what it can)."""
 
-    def __init__(self, engines: EnginePool) -> None:
+
+def preview_interval(steps: int) -> int:
+    """Steps between previews: about :data:`PREVIEWS_PER_JOB` of them over ``steps``."""
+    return max(1, steps // PREVIEWS_PER_JOB)
+
+
+class LocalExecutor:
+    """Runs batches in this process, on the engines of ``engines``; with ``previews``, the
+    progress carries small approximate images (decoded cheaply from the latents, see
+    :mod:`pipeline.engine.preview`) a few times per job."""
+
+    def __init__(self, engines: EnginePool, *, previews: bool = True) -> None:
         self.engines = engines
+        self.previews = previews
 
     def run(
         self,
@@ -62,6 +74,7 @@ class LocalExecutor:
                 init_images=sources,
                 on_step=lambda progress: on_step(ids, progress),
                 should_cancel=lambda: should_cancel(ids),
+                preview_every=preview_interval(requests[0].steps) if self.previews else None,
             )
             # A safety check that cannot run fails the batch: nothing goes out unchecked
             results = self.engines.checked(results)

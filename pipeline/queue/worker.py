@@ -47,6 +47,10 @@ class WorkerEvents:
     def progress(self, job_id: int, step: int, total: int, elapsed_s: float) -> None:
         """A denoising step of ``job_id`` finished."""
 
+    def preview(self, job_id: int, images: Sequence[Image.Image]) -> None:
+        """Small approximate images of ``job_id`` as it denoises (one per image, in order); every
+        few steps. Called on the GPU's thread: hand them over, do not encode them here."""
+
     def finished(self, job_id: int) -> None:
         """``job_id`` is done, failed or cancelled, and its row says so."""
 
@@ -64,6 +68,13 @@ class EventFanout(WorkerEvents):
                 listener.progress(job_id, step, total, elapsed_s)
             except Exception:
                 log.exception("a listener failed on the progress of job %d", job_id)
+
+    def preview(self, job_id: int, images: Sequence[Image.Image]) -> None:
+        for listener in self.listeners:
+            try:
+                listener.preview(job_id, images)
+            except Exception:
+                log.exception("a listener failed on a preview of job %d", job_id)
 
     def finished(self, job_id: int) -> None:
         for listener in self.listeners:
@@ -105,8 +116,16 @@ class JobRunner:
             tasks, sources = self._with_sources(started, events)
 
             def on_step(ids: Sequence[int], progress: StepProgress) -> None:
-                for job_id in ids:
+                for position, job_id in enumerate(ids):
                     events.progress(job_id, progress.step, progress.total_steps, progress.elapsed_s)
+                    if progress.previews:
+                        own = sorted(
+                            (index, image)
+                            for (at, index), image in progress.previews.items()
+                            if at == position
+                        )
+                        if own:
+                            events.preview(job_id, [image for _, image in own])
 
             # 3. Generate, recording each failure or cancellation as it comes
             poll = _CancelPoll(self.jobs, time_limit_s=self.time_limit_s)

@@ -23,6 +23,7 @@ from pipeline.queue.jobs.snapshots import (
     ImageSnapshot,
     JobSnapshot,
     ListedJob,
+    MemberSettings,
     Requester,
     Viewer,
 )
@@ -43,6 +44,7 @@ __all__ = [
     "JobSnapshot",
     "JobStore",
     "ListedJob",
+    "MemberSettings",
     "QueueEntry",
     "QueueOverview",
     "Requester",

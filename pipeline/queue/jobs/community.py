@@ -11,10 +11,11 @@ from collections.abc import Callable
 from typing import Any
 
 from pipeline.errors import ContentRefused
-from pipeline.queue.jobs.snapshots import ListedJob
+from pipeline.queue.jobs.snapshots import ListedJob, MemberSettings
 from pipeline.queue.jobs.store import JobStore
 from storage import (
     claim_showcase_post,
+    find_user,
     get_job,
     get_or_create_user,
     get_showcase_post,
@@ -22,13 +23,14 @@ from storage import (
     jobs_by_member,
     like_count,
     member_history,
+    member_settings,
     owner_history,
     private_by_default,
     recent_jobs,
     record_showcase_post,
     release_showcase_post,
     search_jobs,
-    set_private_by_default,
+    set_member_settings,
     set_showcase_channel,
     showcase_channel,
     toggle_like,
@@ -134,7 +136,29 @@ class Community:
             user = get_or_create_user(session, discord_id=discord_id, name=name)
             return private_by_default(session, user_id=user.id)
 
-    def set_private_by_default(self, *, discord_id: int, name: str, private: bool) -> None:
+    def member_settings(self, *, discord_id: int) -> MemberSettings:
+        """A member's own settings (the defaults for someone nanke has not met)."""
+        with self._store.session() as session:
+            user = find_user(session, discord_id=discord_id)
+            if user is None:
+                return MemberSettings()
+            stored = member_settings(session, user_id=user.id)
+            return MemberSettings(
+                private=stored.private_by_default, previews=stored.previews, remix=stored.remix
+            )
+
+    def set_member_settings(
+        self,
+        *,
+        discord_id: int,
+        name: str,
+        private: bool | None = None,
+        previews: bool | None = None,
+        remix: bool | None = None,
+    ) -> None:
+        """Turn a member's private default, previews or remix mode on or off (``None``: unchanged)."""
+        given = (("private_by_default", private), ("previews", previews), ("remix", remix))
+        values = {key: value for key, value in given if value is not None}
         with self._store.session() as session:
             user = get_or_create_user(session, discord_id=discord_id, name=name)
-            set_private_by_default(session, user_id=user.id, private=private)
+            set_member_settings(session, user_id=user.id, **values)

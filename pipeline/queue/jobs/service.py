@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Callable
+from dataclasses import replace
 
 from sqlalchemy.orm import Session
 
@@ -181,10 +182,19 @@ class JobService:
         strength: str = "strong",
         destination: Destination | None = None,
         viewer: Viewer | None = None,
+        prompts: tuple[str, str] | None = None,
+        canvas: str | None = None,
     ) -> JobSnapshot:
         """Queue a reroll, upscale or variation of ``parent_id`` (image ``index``) for ``requester``,
-        who must be able to see the parent (``viewer``)."""
+        who must be able to see the parent (``viewer``); ``prompts`` (remix mode) replaces the
+        prompt and negative prompt the child inherits (they are judged like any new prompt).
+        ``action="canvas"`` with ``canvas`` (``zoom:2``, ``pan:left``, ``square``, ``cells:4``) is a
+        Zoom Out, Pan, Make Square or Vary (Region), stored as a variation of the image."""
         parent = self.visible(parent_id, viewer)
+        if prompts is not None:
+            parent = replace(
+                parent, request=replace(parent.request, prompt=prompts[0], negative_prompt=prompts[1])
+            )
         if action == "reroll":
             # The parent's size was accepted once (an upscale may exceed max_pixels): accept it again
             request = derive.reroll(parent.request)
@@ -217,6 +227,17 @@ class JobService:
                 max_pixels=derive.MAX_PIXELS,
             )
             max_pixels = self.max_pixels * derive.UPSCALE_FACTOR**2
+        elif action == "canvas":
+            request = derive.on_canvas(
+                parent.request,
+                image_sha256=image.sha256,
+                width=image.width,
+                height=image.height,
+                canvas=canvas or "",
+                max_pixels=self.max_pixels,
+            )
+            max_pixels = self.max_pixels
+            action = "variation"
         elif action == "variation":
             request = derive.variation(
                 parent.request,
@@ -227,7 +248,7 @@ class JobService:
             )
             max_pixels = max(self.max_pixels, image.width * image.height)
         else:
-            raise ValueError(f"action: {action!r} (allowed: reroll, upscale, variation)")
+            raise ValueError(f"action: {action!r} (allowed: reroll, upscale, variation, canvas)")
         return self.submit(
             request,
             requester=requester,

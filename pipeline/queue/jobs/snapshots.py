@@ -29,6 +29,15 @@ __all__ = [
 
 
 @dataclass(frozen=True)
+class MemberSettings:
+    """A member's own settings: new jobs private by default, live previews, remix mode."""
+
+    private: bool = False
+    previews: bool = True
+    remix: bool = False
+
+
+@dataclass(frozen=True)
 class Requester:
     """Who asks: a Discord member (``discord_id``), a key of the HTTP API (``user_id``: the user
     the key acts as), or the local command line (neither).
