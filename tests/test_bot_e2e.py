@@ -642,3 +642,33 @@ async def test_describe_suggests_four_prompts_whose_buttons_imagine_them_after_a
         )
         response = await off.wait_for_response()
         assert "NANKE_DESCRIBE_MODEL" in response.data["content"] and response.data["flags"] & 64
+
+
+async def test_an_image_link_at_the_start_of_the_prompt_is_an_image_prompt(
+    settings: BotSettings, discord_double: DiscordDouble
+) -> None:
+    async with running_nanke(settings, discord_double) as bot:
+        await discord_double.send_slash_command(name="imagine", options={"prompt": f"a fox --seed 1 {FAST}"})
+        first = await result_message(discord_double)
+        attachment = first.attachments[0]
+        link = (
+            f"{discord_double.base_url}/attachments/{first.channel_id}/{attachment.id}/{attachment.filename}"
+        )
+        await discord_double.send_slash_command(
+            name="imagine", options={"prompt": f"{link} a fox in snow --seed 2 --steps 4"}
+        )
+        await result_message(discord_double, count=2)
+        job = bot.app.jobs.get(2)
+        assert (job.request.mode, job.request.prompt) == ("img2img", "a fox in snow")
+        assert job.request.init_image is not None and (job.request.width, job.request.height) == (512, 512)
+
+        for prompt, says in (
+            (f"{link} {link} two images", "too many"),
+            ("https://example.com/attachments/1/2/x.png a fox", "is not a flag"),  # not Discord's: plain text
+        ):
+            refused = await discord_double.send_slash_command(
+                name="imagine", options={"prompt": prompt + " --x"}
+            )
+            response = await refused.wait_for_response()
+            assert response.data["flags"] & 64 and says in response.data["content"], response.data["content"]
+        assert job_count(bot) == 2

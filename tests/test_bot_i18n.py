@@ -335,6 +335,7 @@ async def command_payloads(translator: discord.app_commands.Translator) -> list[
     """Every command as the bot syncs it, built offline from the features' own setup."""
     bot = commands.Bot(command_prefix="!", intents=discord.Intents.none())
     bot.jobs = bot.deliverer = bot.submitter = None  # type: ignore[attr-defined]
+    bot.settings = SimpleNamespace(discord_api_base="https://discord.com/api/v10")  # type: ignore[attr-defined]
     bot.app = SimpleNamespace(  # type: ignore[attr-defined]
         catalog=None,
         resources=Resources.none(),

@@ -322,3 +322,34 @@ def test_missing_files_are_named_with_their_hash(sd1: Setup, tiny_model_dir: Pat
     assert "gone-vae" in vae and "abcdef0123" in vae
     assert imported.request.loras == () and imported.request.vae is None
     imported.request.validate()
+
+
+def test_a_canvas_job_paints_with_the_models_inpainting_version(tmp_path: Path) -> None:
+    from PIL import Image
+
+    from pipeline.domain.canvas import canvas_size, parse_canvas
+    from pipeline.engine.pool import EnginePool
+    from pipeline.engine.testmodel import make_test_model
+
+    models = tmp_path / "models"
+    make_test_model(models / "tiny")
+    make_test_model(models / "tiny-inpainting", seed=3, inpainting=True)
+    pool = EnginePool(catalog=ModelCatalog("tiny", models), device="cpu", keep=2)
+    source = Image.new("RGB", (128, 128), (90, 120, 200))
+    width, height = canvas_size(parse_canvas("pan:right"), 128, 128, max_pixels=1024 * 1024)
+    request = GenerationRequest(
+        prompt="a fox", width=width, height=height, steps=3, seed=4, mode="inpaint", canvas="pan:right",
+        init_image="0" * 64, strength=1.0, model="tiny",
+    )  # fmt: skip
+    engine = pool.for_request(request)
+    assert engine.model.name == "tiny-inpainting" and engine.pipe.unet.config.in_channels == 9
+    result = engine.generate([request], init_images={"0" * 64: source})[0]
+    made = np.asarray(result.images[0].image).astype(np.int16)
+    assert made.shape == (128, 192, 3)
+    assert np.abs(made[:, :100] - np.asarray(source).astype(np.int16)[:, :100]).max() <= 1
+    assert (
+        pool.for_request(
+            replace(request, mode="txt2img", canvas=None, init_image=None, strength=None)
+        ).model.name
+        == "tiny"
+    )

@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import logging
 from typing import TYPE_CHECKING
+from urllib.parse import urlsplit
 
 import discord
 from discord import app_commands
@@ -12,6 +13,7 @@ from discord import app_commands
 from bot.buttons import Feature
 from bot.cogs.library import choices
 from bot.errors import report_error, retract
+from bot.image_links import DISCORD_CDN_HOSTS, download, split_links
 from bot.interactions import in_time
 from pipeline.domain.models import ModelCatalog
 from pipeline.domain.models.resources import ResourceFolder
@@ -56,11 +58,14 @@ class Imagine(Feature):
         catalog: ModelCatalog,
         loras: ResourceFolder | None = None,
         styles: StyleFile | None = None,
+        link_hosts: frozenset[str] = DISCORD_CDN_HOSTS,
     ) -> None:
         self.submitter = submitter
         self.catalog = catalog
         self.loras = loras or ResourceFolder("lora", None)
         self.styles = styles or StyleFile(None)
+        self.link_hosts = link_hosts
+        """The hosts an image link at the start of a prompt may point at (Discord's attachments)."""
 
     @app_commands.command(name="imagine", description="Generate images from a prompt")
     @app_commands.describe(
@@ -102,7 +107,11 @@ class Imagine(Feature):
         private: bool | None = None,
     ) -> None:
         # 1. Parse and validate (no I/O): bad input gets an ephemeral reply and queues nothing.
-        text = prompt
+        try:
+            link, text = split_links(prompt, hosts=self.link_hosts) if image is None else (None, prompt)
+        except PipelineError as error:
+            await report_error(interaction, error)
+            return
         if lora:
             text = f"{text} <lora:{lora}:{1.0 if lora_weight is None else lora_weight:g}>"
         if aspect:
@@ -110,7 +119,13 @@ class Imagine(Feature):
         if style:
             text = f'{text} --style "{style}"'
         try:
-            source = await self._image_prompt(interaction, image) if image is not None else None
+            source = None
+            if image is not None:
+                source = await self._image_prompt(interaction, image)
+            elif link is not None:
+                source = await self._kept(
+                    await in_time(interaction, download(link, max_bytes=MAX_IMAGE_BYTES))
+                )
             request, private_flag = self.submitter.prepare(
                 text,
                 source=source,
@@ -139,7 +154,10 @@ class Imagine(Feature):
             raise InvalidRequest(
                 "image", f"{image.size:,} bytes", f"at most {MAX_IMAGE_BYTES:,} bytes", reason="is too large"
             )
-        data = await in_time(interaction, image.read())
+        return await self._kept(await in_time(interaction, image.read()))
+
+    async def _kept(self, data: bytes) -> Upload:
+        """An image prompt's bytes, stored by hash (refused when it is not an image or too large)."""
         return await self.submitter.jobs.images.upload(
             data, owner_id=None, max_pixels=IMAGE_PIXELS_FACTOR * self.submitter.max_pixels
         )
@@ -172,5 +190,6 @@ async def setup(bot: NankeBot) -> None:
             catalog=bot.app.catalog,
             loras=bot.app.resources.loras,
             styles=bot.app.styles,
+            link_hosts=DISCORD_CDN_HOSTS | {urlsplit(bot.settings.discord_api_base).hostname or ""},
         )
     )

@@ -64,8 +64,9 @@ class EnginePool:
         self._lock = threading.Lock()
 
     def for_request(self, request: GenerationRequest) -> Runner:
-        """What runs ``request``: the dedicated upscaler for upscales when one is configured,
-        else the engine of the request's model."""
+        """What runs ``request``: the dedicated upscaler for upscales when one is configured, the
+        model's inpainting version for canvas jobs when the models folder has one, else the
+        engine of the request's model."""
         if request.mode == "upscale" and self.upscaler:
             with self._lock:
                 if self._upscaler is None:
@@ -73,6 +74,11 @@ class EnginePool:
                         self.upscaler, device=self.device, dtype=self.dtype, cache_dir=self.cache_dir
                     )
                 return self._upscaler
+        if request.mode == "inpaint":
+            # Zoom, Pan and Vary (Region) paint best with the model's inpainting version, if any
+            variant = self.catalog.inpainting_variant(request.model)
+            if variant is not None:
+                return self.engine_for(variant.name)
         return self.engine_for(request.model)
 
     def checker(self) -> SafetyChecker | None:

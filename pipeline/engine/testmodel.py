@@ -102,7 +102,7 @@ def _unet(seed: int, **conditioning: Any) -> Any:
     from diffusers import UNet2DConditionModel
 
     torch.manual_seed(seed)
-    return UNet2DConditionModel(**_UNET, **conditioning)
+    return UNet2DConditionModel(**{**_UNET, **conditioning})
 
 
 def _vae(seed: int) -> Any:
@@ -145,13 +145,16 @@ def _text_config(
     )
 
 
-def build_tiny_components(seed: int = 0) -> dict[str, object]:
-    """Return the components of a tiny SD 1.x pipeline with deterministic random weights."""
+def build_tiny_components(seed: int = 0, *, inpainting: bool = False) -> dict[str, object]:
+    """Return the components of a tiny SD 1.x pipeline with deterministic random weights; with
+    ``inpainting``, its UNet takes the 9 channels of an inpainting model (latents, mask, masked image)."""
     import torch
     from diffusers import EulerAncestralDiscreteScheduler
     from transformers import CLIPTextModel
 
-    unet = _unet(seed, cross_attention_dim=32, attention_head_dim=8)
+    unet = _unet(
+        seed, cross_attention_dim=32, attention_head_dim=8, **({"in_channels": 9} if inpainting else {})
+    )
     vae = _vae(seed)
     torch.manual_seed(seed)
     text_encoder = CLIPTextModel(_text_config(bos=_VOCAB_SIZE - 2, eos=_VOCAB_SIZE - 1))
@@ -255,10 +258,11 @@ def _save(pipe: Any, folder: Path) -> Path:
     return folder
 
 
-def make_test_model(folder: str | Path, *, seed: int = 0) -> Path:
-    """Write a tiny random-weight SD 1.x pipeline as a diffusers folder and return its path."""
+def make_test_model(folder: str | Path, *, seed: int = 0, inpainting: bool = False) -> Path:
+    """Write a tiny random-weight SD 1.x pipeline as a diffusers folder and return its path (an
+    inpainting model's, with a 9-channel UNet, with ``inpainting``)."""
     folder = Path(folder)
-    return _save(tiny_sd_pipeline(folder, build_tiny_components(seed)), folder)
+    return _save(tiny_sd_pipeline(folder, build_tiny_components(seed, inpainting=inpainting)), folder)
 
 
 def make_test_sdxl_model(folder: str | Path, *, seed: int = 0, **variant: Any) -> Path:

@@ -38,6 +38,7 @@ CHECKPOINT_SUFFIXES = (".safetensors", ".ckpt")
 CONFIG_FOLDER_SUFFIX = ".config"
 """A ``<checkpoint stem>.config`` folder beside a checkpoint overrides its configs."""
 
+INPAINTING_SEPARATORS = ("-", "_", ".")
 RESOURCE_FOLDERS = frozenset({"lora", "lycoris", "vae", "embeddings"})
 """Subfolders of the models folder that hold LoRAs, VAEs or embeddings, not checkpoints."""
 _SHOWN_PATH_CHARS = 200
@@ -128,6 +129,16 @@ class ModelCatalog:
                 f"{listing(available) if available else 'only the default model'}"
             )
         return spec
+
+    def inpainting_variant(self, name: str | None) -> ModelSpec | None:
+        """The inpainting version of model ``name`` when the models folder has one, named as the
+        WebUI's are (``<name>-inpainting``, ``<name>_inpainting`` or ``<name>.inpainting``)."""
+        spec = self.resolve(name)
+        for separator in INPAINTING_SEPARATORS:
+            variant = self._by_name(f"{spec.name}{separator}inpainting")
+            if variant is not None:
+                return variant
+        return None
 
     # -- internals ------------------------------------------------------------------------------
 
