@@ -15,7 +15,7 @@ WHEELS=(
   MarkupSafe==3.0.4 python-dotenv==1.2.4 torchsde==0.2.6 trampoline==0.1.2
   regex==2026.11.19 pytest==9.2.0 pluggy==1.7.0 iniconfig==2.3.1 psutil==7.2.2
   importlib_metadata==10.2.0 zipp==4.1.2 httpx httpcore anyio h11 certifi idna sniffio click typer
-  shellingham rich markdown-it-py mdurl
+  shellingham rich markdown-it-py mdurl peft==0.21.2
 )
 mkdir -p .whl
 python3 -m pip download --no-deps --only-binary=:all: --python-version "$PY" \

@@ -139,7 +139,7 @@ class App:
     def executor(self) -> Executor:
         from pipeline.queue.local_executor import LocalExecutor
 
-        return LocalExecutor(self.engines)
+        return LocalExecutor(self.engines, previews=self.settings.previews)
 
     @cached_property
     def runner(self) -> JobRunner:

@@ -85,6 +85,9 @@ class Settings:
     vae: str | None = None
     """NANKE_VAE: the VAE every model uses unless a request names one (a name in the VAE folder or a
     path); unset: each model's own, or the ``<checkpoint>.vae.safetensors`` beside it."""
+    previews: bool = True
+    """NANKE_PREVIEWS: show running jobs' previews (0: never, for every member; each preview costs
+    the GPU a small copy of the latents, about five times a job)."""
     describe_model: str | None = None
     """NANKE_DESCRIBE_MODEL: an image-captioning model (folder or Hub id) for /describe; off when empty."""
     styles_file: Path | None = None
@@ -149,6 +152,7 @@ def load_settings(
         vae=_vae(reader, _resource_dir(reader, "NANKE_VAE_DIR", "vae", models_dir, data_dir)),
         styles_file=reader.path("NANKE_STYLES_FILE") or data_dir / "styles.csv",
         describe_model=reader.text("NANKE_DESCRIBE_MODEL", "") or None,
+        previews=reader.flag("NANKE_PREVIEWS", default=True),
     )
     reader.check()
     return settings
@@ -252,11 +256,11 @@ class SettingsReader:
             return ()
         return chosen
 
-    def flag(self, name: str) -> bool:
-        value = self.text(name, "0").lower()
+    def flag(self, name: str, *, default: bool = False) -> bool:
+        value = self.text(name, "1" if default else "0").lower()
         if value not in ("0", "1", "true", "false", "yes", "no", "on", "off"):
             self.problem(name, value, "is not a yes/no value (1, 0, true, false, yes, no, on, off)")
-            return False
+            return default
         return value in ("1", "true", "yes", "on")
 
     def path(self, name: str) -> Path | None:

@@ -174,3 +174,11 @@ def test_the_default_models_name_resolves_before_the_default_was_loaded(tmp_path
     checkpoint.write_bytes(b"x")
     catalog = ModelCatalog(str(checkpoint), tmp_path / "models")
     assert catalog.resolve("tiny-sd").source == str(checkpoint)
+
+
+def test_previews_are_on_unless_the_admin_turns_them_off(tmp_path: Path) -> None:
+    base = {"NANKE_DATA_DIR": str(tmp_path)}
+    assert load_settings(base, dotenv=None).previews is True
+    assert load_settings({**base, "NANKE_PREVIEWS": "0"}, dotenv=None).previews is False
+    with pytest.raises(Exception, match="NANKE_PREVIEWS"):
+        load_settings({**base, "NANKE_PREVIEWS": "maybe"}, dotenv=None)
