@@ -125,6 +125,7 @@ def load_settings(
         models_dir = data_dir / "models" if (data_dir / "models").is_dir() else None
     if data_dir.exists() and not data_dir.is_dir():
         reader.problem("NANKE_DATA_DIR", str(data_dir), "is a file, not a folder")
+    vae_dir = _resource_dir(reader, "NANKE_VAE_DIR", "vae", models_dir, data_dir)
     settings = Settings(
         data_dir=data_dir,
         database_url=reader.database_url("DATABASE_URL", f"sqlite:///{(data_dir / 'nanke.db').as_posix()}"),
@@ -148,8 +149,8 @@ def load_settings(
         log_file=reader.path("NANKE_LOG_FILE"),
         lora_dir=_resource_dir(reader, "NANKE_LORA_DIR", "lora", models_dir, data_dir),
         embeddings_dir=_resource_dir(reader, "NANKE_EMBEDDINGS_DIR", "embedding", models_dir, data_dir),
-        vae_dir=_resource_dir(reader, "NANKE_VAE_DIR", "vae", models_dir, data_dir),
-        vae=_vae(reader, _resource_dir(reader, "NANKE_VAE_DIR", "vae", models_dir, data_dir)),
+        vae_dir=vae_dir,
+        vae=_vae(reader, vae_dir),
         styles_file=reader.path("NANKE_STYLES_FILE") or data_dir / "styles.csv",
         describe_model=reader.text("NANKE_DESCRIBE_MODEL", "") or None,
         previews=reader.flag("NANKE_PREVIEWS", default=True),

@@ -182,3 +182,13 @@ def test_previews_are_on_unless_the_admin_turns_them_off(tmp_path: Path) -> None
     assert load_settings({**base, "NANKE_PREVIEWS": "0"}, dotenv=None).previews is False
     with pytest.raises(Exception, match="NANKE_PREVIEWS"):
         load_settings({**base, "NANKE_PREVIEWS": "maybe"}, dotenv=None)
+
+
+def test_a_vae_folder_that_does_not_exist_is_one_line(tmp_path: Path) -> None:
+    from pipeline.settings import SettingsError
+
+    with pytest.raises(SettingsError) as refused:
+        load_settings({"NANKE_DATA_DIR": str(tmp_path), "NANKE_VAE_DIR": str(tmp_path / "none")}, dotenv=None)
+    assert [line for line in refused.value.problems if "NANKE_VAE_DIR" in line] == [
+        f"NANKE_VAE_DIR: {str(tmp_path / 'none')!r} is not a folder"
+    ]

@@ -11,6 +11,7 @@ from discord import app_commands
 
 from bot import render
 from bot.buttons import Feature
+from bot.cogs.imagine import IMAGE_TYPES
 from bot.errors import BotError, retract
 from bot.i18n import for_interaction
 from bot.interactions import in_time
@@ -26,7 +27,6 @@ if TYPE_CHECKING:
 log = logging.getLogger(__name__)
 
 MAX_ATTACHMENT = 50 * 1024 * 1024
-IMAGE_TYPES = ("image/png", "image/jpeg", "image/webp")
 
 
 class NoParameters(BotError):

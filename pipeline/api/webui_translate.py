@@ -145,9 +145,10 @@ def _hires(body: Txt2ImgRequest, not_honoured: dict[str, Any]) -> dict[str, Any]
             not_honoured["hr_resize"] = f"{body.hr_resize_x}x{body.hr_resize_y} (scaled evenly by {scale:g})"
     upscaler = DEFAULT_HIRES_UPSCALER
     if body.hr_upscaler:
-        upscaler = hires_upscaler_named(body.hr_upscaler) or "Lanczos"
-        if hires_upscaler_named(body.hr_upscaler) is None:
+        named = hires_upscaler_named(body.hr_upscaler)
+        if named is None:
             not_honoured["hr_upscaler"] = f"{body.hr_upscaler} (nanke resizes with Lanczos)"
+        upscaler = named or "Lanczos"
     for name in ("hr_checkpoint_name", "hr_sampler_name", "hr_scheduler", "hr_prompt", "hr_negative_prompt"):
         value = getattr(body, name)
         if value and value not in ("Use same checkpoint", "Use same sampler", "Use same scheduler"):

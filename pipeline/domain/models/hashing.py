@@ -32,6 +32,9 @@ UNET_WEIGHTS = (
 )
 
 _lock = threading.Lock()
+_known: dict[tuple[str, int, int], str] = {}
+"""Digests this process already has, by (file, size, mtime): the engine names the LoRA, embedding
+and VAE files of every batch by hash, and must not read the cache file (or the file) each time."""
 
 
 def sha256_file(path: Path) -> str:
@@ -74,6 +77,21 @@ def file_sha256(path: Path, cache_dir: Path | None = None, *, tensors_only: bool
     path = path.resolve()
     stat = path.stat()
     key = f"{path}#tensors" if tensors_only else str(path)
+    seen = (key, stat.st_size, stat.st_mtime_ns)
+    with _lock:
+        known = _known.get(seen)
+    if known is not None:
+        return known
+    digest = _stored_or_computed(path, key, stat, cache_dir, tensors_only=tensors_only)
+    with _lock:
+        _known[seen] = digest
+    return digest
+
+
+def _stored_or_computed(
+    path: Path, key: str, stat: os.stat_result, cache_dir: Path | None, *, tensors_only: bool
+) -> str:
+    """The digest from the cache file in ``cache_dir`` when it is there, else computed (and stored)."""
     compute = tensors_sha256 if tensors_only else sha256_file
     if cache_dir is None:
         return compute(path)
