@@ -14,7 +14,7 @@ WORKDIR /app
 # The dependencies first, so a change of nanke's code does not download PyTorch again
 COPY pyproject.toml README.md ./
 RUN mkdir -p bot pipeline storage migrations && touch main.py \
-    && pip install . && pip uninstall -y nanke
+    && pip install ".[postgres]" && pip uninstall -y nanke
 
 COPY . .
 RUN pip install --no-deps . && mkdir -p /data && chown nanke:nanke /data

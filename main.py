@@ -2,6 +2,7 @@
 
 python main.py run                       start the Discord bot with the embedded GPU worker
 python main.py serve                     start the HTTP API (WebUI-compatible) with the GPU worker
+python main.py worker                    run a remote GPU worker (NANKE_BROKER_URL: scaling out)
 python main.py api-key create NAME       make a key of the HTTP API (also: list, revoke NAME)
 python main.py imagine "PROMPT --flags"  generate without Discord
 python main.py show JOB_ID               print a stored job
@@ -324,6 +325,13 @@ def cmd_serve(args: argparse.Namespace, settings: Settings) -> int:
     return run_api(replace(settings, api_port=port, api_host=args.host or settings.api_host))
 
 
+def cmd_worker(args: argparse.Namespace, settings: Settings) -> int:
+    from pipeline.queue.remote.gpu_worker import run_worker
+
+    _quiet(live=sys.stderr.isatty())
+    return run_worker(settings)
+
+
 def cmd_api_key(args: argparse.Namespace, settings: Settings) -> int:
     keys = _app(settings).jobs.keys
     if args.action == "create":
@@ -434,6 +442,17 @@ def build_parser() -> argparse.ArgumentParser:
         "--port", type=int, help=f"the port (default: NANKE_API_PORT, else {DEFAULT_API_PORT})"
     )
     serve.set_defaults(func=cmd_serve)
+
+    worker = commands.add_parser(
+        "worker",
+        help="run a GPU worker for a bot on another machine (Celery, through NANKE_BROKER_URL's Redis)",
+        description="Load the default model on this machine's GPU, then run the batches the bot's "
+        "scheduler sends through Redis, one at a time, until Ctrl-C or SIGTERM (the running batch "
+        "finishes first). It needs no database and no Discord token.",
+        epilog="Needs NANKE_BROKER_URL (the bot's too). Also read: NANKE_WORKER_NAME (default: the host "
+        "name), NANKE_WORKER_TIMEOUT, NANKE_JOB_TIMEOUT and the model settings (README: Scaling out).",
+    )
+    worker.set_defaults(func=cmd_worker)
 
     api_key = commands.add_parser(
         "api-key",
@@ -554,7 +573,7 @@ def _read_settings(args: argparse.Namespace) -> tuple[object, ...]:
 def _configure_logging(args: argparse.Namespace, settings: Settings | None) -> None:
     """INFO for ``run`` and ``serve`` (or ``-v``), warnings only for the other commands; a file too
     with NANKE_LOG_FILE."""
-    serving = args.command in ("run", "serve")
+    serving = args.command in ("run", "serve", "worker")
     level = settings.log_level if settings and (args.verbose or serving) else "WARNING"
     logging.basicConfig(level=logging.INFO if args.verbose else level, format=LOG_FORMAT, datefmt="%H:%M:%S")
     if settings is not None and settings.log_file is not None:

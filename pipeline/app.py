@@ -30,7 +30,11 @@ from pipeline.queue.worker import JobRunner, Worker, WorkerEvents
 from pipeline.settings import Settings, SettingsError
 
 if TYPE_CHECKING:
+    from celery import Celery
+
     from pipeline.engine.pool import EnginePool
+    from pipeline.queue.remote.fleet import Fleet
+    from pipeline.queue.worker_status import WorkerStatus
 
 log = logging.getLogger(__name__)
 
@@ -116,6 +120,7 @@ class App:
             max_queued_per_user=self.settings.max_queued_per_user,
             on_submit=self.doorbell.ring,
             check=self.resources.check,
+            workers=self.remote_workers if self.settings.broker_url else None,
         )
 
     @cached_property
@@ -137,9 +142,36 @@ class App:
 
     @cached_property
     def executor(self) -> Executor:
+        """This process's GPU (each remote batch gets its own executor: see :meth:`worker`)."""
         from pipeline.queue.local_executor import LocalExecutor
 
         return LocalExecutor(self.engines, previews=self.settings.previews)
+
+    @cached_property
+    def celery(self) -> Celery:
+        """The Celery application on NANKE_BROKER_URL (remote GPU workers)."""
+        from pipeline.queue.remote.celery_app import make_celery
+
+        if not self.settings.broker_url:
+            raise SettingsError(["NANKE_BROKER_URL: not set (remote GPU workers need a Redis URL)"])
+        return make_celery(self.settings.broker_url, job_timeout_s=self.settings.job_timeout_s)
+
+    @cached_property
+    def fleet(self) -> Fleet:
+        """The remote GPU workers' announcements, in the broker's Redis."""
+        from pipeline.queue.remote.fleet import Fleet
+
+        if not self.settings.broker_url:
+            raise SettingsError(["NANKE_BROKER_URL: not set (remote GPU workers need a Redis URL)"])
+        return Fleet(self.settings.broker_url, ttl_s=self.settings.worker_timeout_s)
+
+    def remote_workers(self) -> list[WorkerStatus]:
+        """The remote GPU workers that announced themselves lately (none while Redis is down)."""
+        try:
+            return self.fleet.workers()
+        except Exception as error:
+            log.debug("the GPU workers cannot be listed: %s", error)
+            return []
 
     @cached_property
     def runner(self) -> JobRunner:
@@ -148,8 +180,11 @@ class App:
         )
 
     def worker(self, events: WorkerEvents | None = None, *, poll_interval: float = 2.0) -> Worker:
-        """A new GPU worker thread (not started) that tells ``events`` what happens; its caller
-        starts and stops it."""
+        """A new worker thread (not started) that tells ``events`` what happens; its caller
+        starts and stops it. With NANKE_BROKER_URL it dispatches to remote GPU workers, else it
+        runs batches on this process's GPU."""
+        if self.settings.broker_url:
+            return self._dispatcher(events, poll_interval=poll_interval)
         from pipeline.engine.devices import batch_pixel_budget
 
         budget = batch_pixel_budget(self.engines.device) if self.settings.max_batch is None else None
@@ -162,11 +197,33 @@ class App:
             batch_pixels=budget,
         )
 
+    def _dispatcher(self, events: WorkerEvents | None, *, poll_interval: float) -> Worker:
+        from pipeline.queue.remote.celery_app import longest_batch_s
+        from pipeline.queue.remote.dispatch import Dispatcher
+
+        return Dispatcher(
+            self.runner,
+            self.scheduler,
+            celery=self.celery,
+            fleet=self.fleet,
+            worker_timeout_s=self.settings.worker_timeout_s,
+            batch_timeout_s=longest_batch_s(self.settings.job_timeout_s),
+            doorbell=self.doorbell,
+            events=events,
+            poll_interval=poll_interval,
+            worker_budgets=self.settings.max_batch is None,
+            previews=self.settings.previews,
+        )
+
     def open(self) -> App:
         """Build what a long-running process needs before it starts: the upgraded database, the
         device, the runner and the image safety check (a wrong setting fails here, not at the
-        first job)."""
-        _ = self.jobs, self.engines, self.runner
+        first job). With remote GPU workers, the GPU side is theirs: only the broker is checked."""
+        _ = self.jobs
+        if self.settings.broker_url:
+            _ = self.celery, self.fleet
+            return self
+        _ = self.engines, self.runner
         self.engines.checker()
         return self
 

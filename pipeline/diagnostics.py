@@ -49,6 +49,7 @@ def run_checks(settings: Settings) -> Iterator[Check]:
         ("PyTorch", lambda: check_torch(settings)),
         ("data folder", lambda: [check_data_dir(settings)]),
         ("database", lambda: [check_database(settings)]),
+        ("GPU workers", lambda: [check_broker(settings)]),
         ("models", lambda: check_models(settings)),
         ("safety check", lambda: check_safety(settings)),
         ("disk", lambda: [check_disk(settings)]),
@@ -172,6 +173,41 @@ def check_database(settings: Settings) -> Check:
         return Check("database", True, f"{store.label} at revision {head}")
     state = "empty" if current is None else f"at revision {current}"
     return Check("database", True, f"{store.label} is {state}; `main.py run` upgrades it to {head} at start")
+
+
+def check_broker(settings: Settings) -> Check:
+    """With NANKE_BROKER_URL: whether its Redis answers, and which GPU workers announce themselves."""
+    if not settings.broker_url:
+        return Check("GPU workers", True, "embedded (NANKE_BROKER_URL is empty: batches run in this process)")
+    from pipeline.queue.remote.fleet import Fleet
+
+    fleet = Fleet(settings.broker_url, ttl_s=settings.worker_timeout_s)
+    shown = _redacted(settings.broker_url)
+    try:
+        workers = fleet.workers()
+    except Exception as error:
+        first = _first_line(str(error)) or type(error).__name__
+        return Check("GPU workers", False, f"{shown}: {first}", "start Redis, or fix NANKE_BROKER_URL")
+    finally:
+        fleet.close()
+    if not workers:
+        return Check(
+            "GPU workers",
+            True,
+            f"{shown} answers; no worker is running yet (start `main.py worker` on a GPU box)",
+        )
+    names = ", ".join(f"{worker.name} ({worker.gpu})" for worker in workers)
+    return Check("GPU workers", True, f"{shown} answers; {len(workers)} running: {names}")
+
+
+def _redacted(url: str) -> str:
+    """``url`` without its password."""
+    from urllib.parse import urlsplit
+
+    parts = urlsplit(url)
+    if parts.password is None:
+        return url
+    return url.replace(f":{parts.password}@", ":***@", 1)
 
 
 def check_models(settings: Settings) -> Iterator[Check]:

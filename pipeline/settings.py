@@ -11,6 +11,8 @@ from __future__ import annotations
 
 import logging
 import os
+import re
+import socket
 from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
@@ -92,6 +94,13 @@ class Settings:
     """NANKE_DESCRIBE_MODEL: an image-captioning model (folder or Hub id) for /describe; off when empty."""
     styles_file: Path | None = None
     """NANKE_STYLES_FILE: a WebUI ``styles.csv`` for ``--style`` (default ``<data_dir>/styles.csv``)."""
+    broker_url: str | None = None
+    """NANKE_BROKER_URL: a Redis URL (``redis://host:6379/0``): batches go to GPU workers started
+    with ``main.py worker``; unset, the embedded worker runs them in this process."""
+    worker_name: str = ""
+    """NANKE_WORKER_NAME: this GPU worker's name, unique among the workers (default: the host name)."""
+    worker_timeout_s: int = 30
+    """NANKE_WORKER_TIMEOUT: seconds a GPU worker may stay silent before its batch goes to another."""
     log_level: str = "INFO"
     """NANKE_LOG_LEVEL: DEBUG, INFO, WARNING or ERROR."""
     log_file: Path | None = None
@@ -145,6 +154,9 @@ def load_settings(
         api_host=reader.text("NANKE_API_HOST", "127.0.0.1"),
         api_rate=reader.integer("NANKE_API_RATE", 120, low=1, high=100_000),
         api_max_body_mb=reader.integer("NANKE_API_MAX_BODY_MB", 32, low=1, high=1024),
+        broker_url=reader.url("NANKE_BROKER_URL", "", ("redis://", "rediss://"), optional=True) or None,
+        worker_name=reader.name("NANKE_WORKER_NAME", _host_name()),
+        worker_timeout_s=reader.integer("NANKE_WORKER_TIMEOUT", 30, low=3, high=3600),
         log_level=reader.choice("NANKE_LOG_LEVEL", "INFO", LOG_LEVELS, upper=True),
         log_file=reader.path("NANKE_LOG_FILE"),
         lora_dir=_resource_dir(reader, "NANKE_LORA_DIR", "lora", models_dir, data_dir),
@@ -157,6 +169,11 @@ def load_settings(
     )
     reader.check()
     return settings
+
+
+def _host_name() -> str:
+    """This machine's name, as a worker name (what a worker name may not hold made ``-``)."""
+    return re.sub(r"[^A-Za-z0-9._-]", "-", socket.gethostname())[:64] or "worker"
 
 
 def _resource_dir(
@@ -281,11 +298,21 @@ class SettingsReader:
             return default
         return value
 
-    def url(self, name: str, default: str, schemes: tuple[str, ...]) -> str:
+    def url(self, name: str, default: str, schemes: tuple[str, ...], *, optional: bool = False) -> str:
         value = self.text(name, default)
+        if optional and not value:
+            return value
         if not value.startswith(schemes):
             self.problem(name, value, f"must start with {' or '.join(schemes)}")
             return default
+        return value
+
+    def name(self, name: str, default: str) -> str:
+        """A name for keys and queues: letters, digits, ``.``, ``_`` and ``-``, at most 64."""
+        value = self.text(name, default)
+        if not re.fullmatch(r"[A-Za-z0-9._-]{1,64}", value):
+            self.problem(name, value, "must be 1 to 64 letters, digits, '.', '_' or '-'")
+            return "worker"
         return value
 
     def id_list(self, name: str) -> tuple[int, ...]:

@@ -35,20 +35,37 @@ class StartupFailure(Exception):
 
 
 def prepare(settings: Settings, *, load_model: bool = True) -> App:
-    """The application, opened, with its default model loaded; :class:`StartupFailure` if not."""
+    """The application, opened, with its default model loaded; :class:`StartupFailure` if not.
+
+    With remote GPU workers (NANKE_BROKER_URL), the models are theirs: none is loaded here.
+    """
     from pipeline.app import App
     from pipeline.engine.quiet import quiet_libraries
 
     quiet_libraries(live=sys.stderr.isatty())
-    try:
+    with failing_in_one_line():
         app = App(settings).open()
-        if load_model:
-            log.info("loading the default model %s", settings.model)
-            engine = app.engines.engine_for(None)
-            if "compile" in settings.gpu_tuning:
-                log.info("compiling the UNet for the common batch shapes (a minute or more)")
-                engine.warm_up()
-            log.info("model %s is ready on %s", engine.model.name, engine.device)
+        if load_model and not settings.broker_url:
+            load_default_model(app)
+    return app
+
+
+def load_default_model(app: App) -> None:
+    """Load the default model now (a Hub model is downloaded), and compile it if asked to."""
+    settings = app.settings
+    log.info("loading the default model %s", settings.model)
+    engine = app.engines.engine_for(None)
+    if "compile" in settings.gpu_tuning:
+        log.info("compiling the UNet for the common batch shapes (a minute or more)")
+        engine.warm_up()
+    log.info("model %s is ready on %s", engine.model.name, engine.device)
+
+
+@contextmanager
+def failing_in_one_line() -> Iterator[None]:
+    """Turn the errors of starting up into :class:`StartupFailure`, one line naming the setting."""
+    try:
+        yield
     except SettingsError as error:
         raise StartupFailure("; ".join(error.problems)) from error
     except ModelError as error:
@@ -61,7 +78,6 @@ def prepare(settings: Settings, *, load_model: bool = True) -> App:
         raise StartupFailure(f"DATABASE_URL: {one_line(str(error))}") from error
     except PipelineError as error:
         raise StartupFailure(one_line(str(error))) from error
-    return app
 
 
 @contextmanager

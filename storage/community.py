@@ -14,12 +14,13 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Literal
 
-from sqlalchemy import Select, and_, func, literal_column, select, table
+from sqlalchemy import Select, and_, delete, func, literal_column, select, table
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session, aliased
 from sqlalchemy.sql.elements import ColumnElement
 
 from storage.models import GuildSettings, Image, Job, Like, ShowcasePost, User, UserSettings
+from storage.rows import get_or_add
 from storage.timestamps import utcnow
 
 log = logging.getLogger(__name__)
@@ -34,6 +35,12 @@ PERIODS: dict[str, timedelta | None] = {
 _WORD = re.compile(r"\w+")
 _SEARCH = table("job_search")
 """The FTS5 table (no model: see ``storage.migrate.include_object``)."""
+_SEARCH_CONFIG = literal_column("'simple'")
+"""PostgreSQL's text search configuration, written into the SQL: the GIN index of migration 0003
+is on ``to_tsvector('simple', prompt)``, and only that same expression can use it. As a bound
+parameter it could not in a generic plan (psycopg prepares a query run five times on a
+connection, and PostgreSQL may then plan it once for any value): every search would read every
+job."""
 
 
 @dataclass(frozen=True)
@@ -74,8 +81,8 @@ def search_jobs(
             .order_by(func.bm25(literal_column("job_search")), Job.id.desc())
         )
     else:
-        vector = func.to_tsvector("simple", Job.prompt)
-        terms = func.plainto_tsquery("simple", " ".join(words))
+        vector = func.to_tsvector(_SEARCH_CONFIG, Job.prompt)
+        terms = func.plainto_tsquery(_SEARCH_CONFIG, " ".join(words))
         query = query.where(vector.op("@@")(terms)).order_by(
             func.ts_rank(vector, terms).desc(), Job.id.desc()
         )
@@ -153,17 +160,13 @@ def is_visible(
 
 def toggle_like(session: Session, *, job_id: int, user_id: int) -> tuple[bool, int]:
     """Like ``job_id``, or take the like back; returns (liked now, the job's like count)."""
-    like = session.get(Like, (job_id, user_id))
-    if like is None:
-        try:
-            with session.begin_nested():
-                session.add(Like(job_id=job_id, user_id=user_id, created_at=utcnow()))
-            liked = True
-        except IntegrityError:  # a double click raced us: it is liked
-            liked = True
+    if session.get(Like, (job_id, user_id)) is None:
+        # A double click may have liked it meanwhile: then it is liked all the same.
+        get_or_add(session, Like(job_id=job_id, user_id=user_id, created_at=utcnow()))
+        liked = True
     else:
-        session.delete(like)
-        session.flush()
+        # A statement, not ``session.delete``: a double click may have taken it back meanwhile.
+        session.execute(delete(Like).where(Like.job_id == job_id, Like.user_id == user_id))
         liked = False
     return liked, like_count(session, job_id=job_id)
 
@@ -188,11 +191,7 @@ def set_showcase_channel(session: Session, *, guild_id: int, channel_id: int | N
 
 def guild_settings(session: Session, *, guild_id: int) -> GuildSettings:
     """The settings row of ``guild_id``, added (with the defaults) if it has none yet."""
-    settings = session.get(GuildSettings, guild_id)
-    if settings is None:
-        settings = GuildSettings(guild_id=guild_id, paused=False)
-        session.add(settings)
-    return settings
+    return get_or_add(session, GuildSettings(guild_id=guild_id, paused=False))[0]
 
 
 def showcase_channel(session: Session, *, guild_id: int) -> int | None:
@@ -253,10 +252,8 @@ def set_member_settings(session: Session, *, user_id: int, **values: bool) -> No
     unknown = set(values) - {"private_by_default", "previews", "remix"}
     if unknown:
         raise ValueError(f"unknown member settings: {sorted(unknown)}")
-    settings = session.get(UserSettings, user_id)
-    if settings is None:
-        settings = UserSettings(user_id=user_id, private_by_default=False, previews=True, remix=False)
-        session.add(settings)
+    defaults = UserSettings(user_id=user_id, private_by_default=False, previews=True, remix=False)
+    settings, _ = get_or_add(session, defaults)
     for name, value in values.items():
         setattr(settings, name, value)
     session.flush()

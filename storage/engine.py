@@ -1,4 +1,5 @@
-"""Engines for a database URL, with SQLite set up for a small multi-threaded server.
+"""Engines for a database URL, with SQLite set up for a small multi-threaded server (and a
+server database's pooled connections checked before use).
 
 SQLite connections get foreign keys, write-ahead logging and a busy timeout, and every
 transaction starts with ``BEGIN IMMEDIATE``: a transaction that reads a row and then changes it
@@ -44,6 +45,10 @@ def make_engine(url: str | URL, *, foreign_keys: bool = True, **options: Any) ->
     path = sqlite_file(url)
     if path is not None:
         path.parent.mkdir(parents=True, exist_ok=True)
+    if not is_sqlite(url):
+        # A database server ends connections the pool still holds (a restart, an idle timeout, a
+        # failover): each is checked as it is taken, so a unit of work does not fail on a dead one.
+        options.setdefault("pool_pre_ping", True)
     engine = create_engine(url, **options)
     if engine.dialect.name == "sqlite":
         _configure_sqlite(engine, foreign_keys=foreign_keys)

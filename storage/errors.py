@@ -25,6 +25,16 @@ class JobNotFound(StorageError):
         self.job_id = job_id
 
 
+class StaleDispatch(StorageError):
+    """A remote worker's result for a job that is no longer running in that dispatch: the batch
+    was given to another worker meanwhile (or the job was cancelled), so this result is discarded."""
+
+    def __init__(self, job_id: int, dispatch_id: str) -> None:
+        super().__init__(f"Job {job_id} no longer runs in dispatch {dispatch_id}.")
+        self.job_id = job_id
+        self.dispatch_id = dispatch_id
+
+
 class DeliveryNotFound(StorageError):
     """The job has no delivery row."""
 

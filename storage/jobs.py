@@ -14,7 +14,7 @@ from datetime import datetime
 from sqlalchemy import func, select
 from sqlalchemy.orm import Session, joinedload, selectinload
 
-from storage.errors import InvalidTransition, JobNotFound
+from storage.errors import InvalidTransition, JobNotFound, StaleDispatch
 from storage.models import JOB_KINDS, UNFINISHED_STATUSES, Image, Job, Upload, User
 from storage.timestamps import utcnow
 from storage.transitions import move
@@ -86,8 +86,14 @@ def get_job(session: Session, *, job_id: int) -> Job:
     return job
 
 
-def start_job(session: Session, *, job_id: int) -> Job | None:
-    """Queued → running. ``None`` when the job was cancelled or deleted while it waited."""
+def start_job(
+    session: Session, *, job_id: int, dispatch_id: str | None = None, worker: str | None = None
+) -> Job | None:
+    """Queued → running. ``None`` when the job was cancelled or deleted while it waited.
+
+    A job sent to a remote GPU worker records the batch's ``dispatch_id`` and the ``worker`` in
+    the same transaction, so a crash never leaves it running without them.
+    """
     try:
         job = _locked(session, job_id)
     except JobNotFound:
@@ -97,6 +103,8 @@ def start_job(session: Session, *, job_id: int) -> Job | None:
         log.info("job %d was cancelled before it started", job_id)
         return None
     move(job, "running")
+    job.dispatch_id = dispatch_id
+    job.worker = worker
     return job
 
 
@@ -108,9 +116,14 @@ def finish_job(
     model_name: str | None,
     model_hash: str | None,
     environment_json: str | None,
+    dispatch_id: str | None = None,
 ) -> Job:
-    """Running → done, with the images and what is needed to reproduce them."""
-    job = _locked(session, job_id)
+    """Running → done, with the images and what is needed to reproduce them.
+
+    With ``dispatch_id`` (a remote worker's result), the job must still run in that dispatch:
+    else :class:`StaleDispatch`, and nothing changes.
+    """
+    job = _current(session, job_id, dispatch_id)
     move(job, "done")
     job.model_name = model_name
     job.model_hash = model_hash
@@ -127,9 +140,9 @@ def finish_job(
     return job
 
 
-def fail_job(session: Session, *, job_id: int, error: str) -> Job:
-    """Queued or running → failed, with the message to show."""
-    job = _locked(session, job_id)
+def fail_job(session: Session, *, job_id: int, error: str, dispatch_id: str | None = None) -> Job:
+    """Queued or running → failed, with the message to show (``dispatch_id``: as for :func:`finish_job`)."""
+    job = _current(session, job_id, dispatch_id)
     move(job, "failed")
     job.error = error
     return job
@@ -149,9 +162,10 @@ def cancel_job(session: Session, *, job_id: int) -> Job:
     return job
 
 
-def mark_cancelled(session: Session, *, job_id: int) -> Job:
-    """The worker stopped the job (or never started it): → cancelled."""
-    job = _locked(session, job_id)
+def mark_cancelled(session: Session, *, job_id: int, dispatch_id: str | None = None) -> Job:
+    """The worker stopped the job (or never started it): → cancelled (``dispatch_id``: as for
+    :func:`finish_job`)."""
+    job = _current(session, job_id, dispatch_id)
     move(job, "cancelled")
     job.cancel_requested = True
     return job
@@ -183,29 +197,78 @@ def count_unfinished_jobs(session: Session, *, owner_id: int) -> int:
 
 
 def requeue_interrupted_jobs(
-    session: Session, *, max_attempts: int | None = None, poison_error: str = ""
+    session: Session,
+    *,
+    max_attempts: int | None = None,
+    poison_error: str = "",
+    keep_dispatched: bool = False,
 ) -> list[int]:
     """After a crash: running jobs go back to the queue (or to cancelled, if that was asked).
 
     A job already started ``max_attempts`` times is failed with ``poison_error`` instead: it is
-    likely what stopped the process, and running it again would stop it again.
+    likely what stopped the process, and running it again would stop it again. With
+    ``keep_dispatched``, jobs running on remote workers (they have a ``dispatch_id``) are left
+    running: their results are still to come.
     """
-    requeued: list[int] = []
-    running = session.scalars(select(Job).where(Job.status == "running").order_by(Job.id).with_for_update())
+    query = select(Job).where(Job.status == "running")
+    if keep_dispatched:
+        query = query.where(Job.dispatch_id.is_(None))
+    running = session.scalars(query.order_by(Job.id).with_for_update())
+    return [
+        job.id for job in running.all() if _requeue(job, max_attempts=max_attempts, poison_error=poison_error)
+    ]
+
+
+def requeue_dispatched_jobs(
+    session: Session,
+    *,
+    dispatch_id: str,
+    counted: bool,
+    max_attempts: int | None = None,
+    poison_error: str = "",
+) -> list[int]:
+    """The jobs still running in ``dispatch_id`` go back to the queue (its worker was lost, it
+    timed out, or the broker lost it); the ids of those requeued.
+
+    ``counted=False`` (the batch never ran: the message was lost) gives the attempt back; a
+    counted one may fail the job as a poison job (see :func:`requeue_interrupted_jobs`).
+    """
+    running = session.scalars(
+        select(Job)
+        .where(Job.status == "running", Job.dispatch_id == dispatch_id)
+        .order_by(Job.id)
+        .with_for_update()
+    )
+    requeued = []
     for job in running.all():
-        if job.cancel_requested:
-            move(job, "cancelled")
-            log.info("job %d was being cancelled when it was interrupted; now cancelled", job.id)
-        elif max_attempts is not None and job.attempts >= max_attempts:
-            move(job, "failed")
-            job.error = poison_error
-            log.warning(
-                "job %d was interrupted %d times while it ran; failed, not retried", job.id, job.attempts
-            )
-        else:
-            move(job, "queued")
+        if not counted:
+            job.attempts = max(0, job.attempts - 1)
+        if _requeue(job, max_attempts=max_attempts if counted else None, poison_error=poison_error):
             requeued.append(job.id)
     return requeued
+
+
+def dispatched_jobs(session: Session) -> list[Job]:
+    """The jobs running on remote workers, by dispatch then id."""
+    query = select(Job).where(Job.status == "running", Job.dispatch_id.is_not(None))
+    return list(session.scalars(query.order_by(Job.dispatch_id, Job.id)))
+
+
+def _requeue(job: Job, *, max_attempts: int | None, poison_error: str) -> bool:
+    """A running ``job`` back to queued (``True``), or to cancelled or failed (``False``)."""
+    job.dispatch_id = None
+    job.worker = None
+    if job.cancel_requested:
+        move(job, "cancelled")
+        log.info("job %d was being cancelled when it was interrupted; now cancelled", job.id)
+        return False
+    if max_attempts is not None and job.attempts >= max_attempts:
+        move(job, "failed")
+        job.error = poison_error
+        log.warning("job %d was interrupted %d times while it ran; failed, not retried", job.id, job.attempts)
+        return False
+    move(job, "queued")
+    return True
 
 
 def running_jobs(session: Session) -> list[Job]:
@@ -268,7 +331,7 @@ def delete_job(session: Session, *, job_id: int) -> list[str]:
     Returns the image-store paths no other image uses: the caller deletes those files once the
     transaction has committed.
     """
-    job = get_job(session, job_id=job_id)
+    job = _locked(session, job_id)
     if job.status == "running":
         raise InvalidTransition(job_id, job.status, "deleted")
     paths = {image.path for image in job.images}
@@ -281,8 +344,22 @@ def delete_job(session: Session, *, job_id: int) -> list[str]:
     return sorted(paths - still_used)
 
 
+def _current(session: Session, job_id: int, dispatch_id: str | None) -> Job:
+    """The locked job; with ``dispatch_id``, only while it still runs in that dispatch."""
+    job = _locked(session, job_id)
+    if dispatch_id is not None and (job.status != "running" or job.dispatch_id != dispatch_id):
+        raise StaleDispatch(job_id, dispatch_id)
+    return job
+
+
 def _locked(session: Session, job_id: int) -> Job:
-    job = session.get(Job, job_id, with_for_update=True)
+    """The job, locked until the transaction ends (``SELECT ... FOR UPDATE``), as it is now.
+
+    ``populate_existing``: the session may hold the job as it read it before the lock was granted
+    (``get_job`` first, then a change). On PostgreSQL another transaction may have changed it in
+    between; without a refresh the change would act on the old status, overwriting the other's.
+    """
+    job = session.get(Job, job_id, with_for_update=True, populate_existing=True)
     if job is None:
         raise JobNotFound(job_id)
     return job

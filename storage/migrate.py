@@ -33,6 +33,8 @@ shadow tables and triggers on SQLite, a GIN index on PostgreSQL. It has no model
 model-to-database comparison must skip it (:func:`include_object`)."""
 
 MIGRATIONS_DIR = Path(migrations.__file__).resolve().parent
+MIGRATION_LOCK = int.from_bytes(b"nanke-db", "big") >> 1
+"""The PostgreSQL advisory lock (a 64-bit key of nanke's own) a migration holds (:func:`_migrating`)."""
 
 
 def alembic_config(url: str | URL, *, connection: Connection | None = None) -> Config:
@@ -115,12 +117,21 @@ def revision_of(connection: Connection) -> str | None:
 
 @contextmanager
 def _migrating(url: str | URL, engine: Engine | None) -> Iterator[Connection]:
-    """A connection in a transaction; a fresh engine's has SQLite foreign keys off (see make_engine)."""
+    """A connection in a transaction that no other migration runs beside; a fresh engine's has
+    SQLite foreign keys off (see make_engine).
+
+    Processes started together (the bot and the HTTP API) each upgrade the database at start. On
+    SQLite the transaction's ``BEGIN IMMEDIATE`` makes the second wait for the first; PostgreSQL
+    runs both at once unless they take the same advisory lock, held until the transaction ends:
+    the second then finds the schema at head instead of failing to create it again.
+    """
     own = engine is None
     if engine is None:
         engine = make_engine(url, foreign_keys=False, poolclass=NullPool)
     try:
         with engine.begin() as connection:
+            if connection.dialect.name == "postgresql":
+                connection.execute(text("SELECT pg_advisory_xact_lock(:key)"), {"key": MIGRATION_LOCK})
             yield connection
     finally:
         if own:

@@ -102,6 +102,11 @@ class Job(Base):
     finished_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
     error: Mapped[str | None] = mapped_column(Text)
     cancel_requested: Mapped[bool] = mapped_column(Boolean, default=False, server_default=false())
+    dispatch_id: Mapped[str | None] = mapped_column(String(64), index=True)
+    """While it runs on a remote GPU worker: the id of the batch it was sent in (the Celery task
+    id). A result is stored only when it comes from the job's current dispatch."""
+    worker: Mapped[str | None] = mapped_column(String(255))
+    """The remote GPU worker running it (``NANKE_WORKER_NAME``), while it runs there."""
     private: Mapped[bool] = mapped_column(Boolean, default=False, server_default=false())
     """Kept out of every listing, search and showcase (only its owner finds it, in /history)."""
     flagged: Mapped[bool] = mapped_column(Boolean, default=False, server_default=false())

@@ -8,11 +8,12 @@ import logging
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import select
+from sqlalchemy import delete, select
 from sqlalchemy.orm import Session
 
 from storage.community import guild_settings
 from storage.models import AuditEvent, Ban, GuildSettings, Job, MemberLimit, User
+from storage.rows import get_or_add
 from storage.timestamps import utcnow
 
 POLICY_FIELDS = ("banned_terms", "nsfw_terms", "nsfw_action", "flagged_images", "daily_limit")
@@ -25,23 +26,17 @@ def ban_member(
     session: Session, *, guild_id: int, discord_id: int, reason: str, banned_by: int | None
 ) -> bool:
     """Bar the member from asking for images in ``guild_id``; ``False`` if already barred (reason kept)."""
-    if session.get(Ban, (guild_id, discord_id)) is not None:
-        return False
-    session.add(
-        Ban(guild_id=guild_id, discord_id=discord_id, reason=reason, banned_by=banned_by, created_at=utcnow())
+    ban = Ban(
+        guild_id=guild_id, discord_id=discord_id, reason=reason, banned_by=banned_by, created_at=utcnow()
     )
-    session.flush()
-    return True
+    return get_or_add(session, ban)[1]
 
 
 def unban_member(session: Session, *, guild_id: int, discord_id: int) -> bool:
     """Lift the member's ban in ``guild_id``; ``False`` if there was none."""
-    ban = session.get(Ban, (guild_id, discord_id))
-    if ban is None:
-        return False
-    session.delete(ban)
-    session.flush()
-    return True
+    # A statement, not ``session.delete``: another admin may have lifted it meanwhile.
+    lifted = session.execute(delete(Ban).where(Ban.guild_id == guild_id, Ban.discord_id == discord_id))
+    return bool(lifted.rowcount)
 
 
 def ban_reason(session: Session, *, guild_id: int, discord_id: int) -> str | None:
@@ -99,19 +94,22 @@ def set_member_limit(
     session: Session, *, guild_id: int, discord_id: int, daily_limit: int | None, set_by: int | None
 ) -> None:
     """Give the member their own daily limit (0: none) or, with ``None``, the guild's again."""
-    limit = session.get(MemberLimit, (guild_id, discord_id))
     if daily_limit is None:
-        if limit is not None:
-            session.delete(limit)
-    elif limit is None:
-        session.add(
-            MemberLimit(
-                guild_id=guild_id, discord_id=discord_id, daily_limit=daily_limit, set_by=set_by,
-                created_at=utcnow(),
-            )
-        )  # fmt: skip
-    else:
-        limit.daily_limit, limit.set_by = daily_limit, set_by
+        session.execute(
+            delete(MemberLimit).where(MemberLimit.guild_id == guild_id, MemberLimit.discord_id == discord_id)
+        )
+        return
+    limit, _ = get_or_add(
+        session,
+        MemberLimit(
+            guild_id=guild_id,
+            discord_id=discord_id,
+            daily_limit=daily_limit,
+            set_by=set_by,
+            created_at=utcnow(),
+        ),
+    )
+    limit.daily_limit, limit.set_by = daily_limit, set_by
     session.flush()
 
 

@@ -18,8 +18,16 @@ from tests.helpers_services import Services, settings_env
 
 
 @pytest.fixture
-def services(tmp_path: Path, tiny_model_dir: Path) -> Iterator[Services]:
+def services_database_url() -> str | None:
+    """The ``DATABASE_URL`` of ``services``: ``None``, SQLite in the data folder. A test module
+    that overrides it with ``database_url`` (``tests.fixtures_postgres``) runs on PostgreSQL too."""
+    return None
+
+
+@pytest.fixture
+def services(tmp_path: Path, tiny_model_dir: Path, services_database_url: str | None) -> Iterator[Services]:
     """Services on a fresh data folder; the worker thread (if started) is stopped afterwards."""
-    built = Services(App(load_settings(settings_env(tmp_path / "data", tiny_model_dir))).open())
+    database = {"DATABASE_URL": services_database_url} if services_database_url else {}
+    built = Services(App(load_settings(settings_env(tmp_path / "data", tiny_model_dir, **database))).open())
     yield built
     built.close()

@@ -1,15 +1,17 @@
-"""Community storage: the FTS5 prompt index kept in sync by triggers, search ranking, visibility
-(guild and private), likes, top by period, the showcase claim and per-member settings."""
+"""Community storage: the prompt index (SQLite: FTS5 kept in sync by triggers; PostgreSQL: a GIN
+index), search ranking, visibility (guild and private), likes, top by period, the showcase claim
+and per-member settings, on both backends (``tests.fixtures_postgres``)."""
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from datetime import timedelta
-from pathlib import Path
 from typing import Any
 
 import pytest
 from sqlalchemy import select, text, update
+from sqlalchemy.exc import DBAPIError
+from sqlalchemy.orm import Session
 
 from storage import (
     Database,
@@ -40,16 +42,18 @@ from storage import (
     utcnow,
 )
 
+pytest_plugins = ("tests.fixtures_postgres",)
+
 GUILD = 100
 OTHER_GUILD = 200
-
-
-@pytest.fixture
-def database(tmp_path: Path) -> Iterator[Database]:
-    database = Database(f"sqlite:///{tmp_path / 'nanke.db'}")
-    database.upgrade()
-    yield database
-    database.dispose()
+INDEX_QUERIES = {
+    "sqlite": "SELECT rowid FROM job_search WHERE job_search MATCH :q ORDER BY rowid",
+    "postgresql": (
+        "SELECT id FROM jobs WHERE to_tsvector('simple', prompt) @@ plainto_tsquery('simple', :q) ORDER BY id"
+    ),
+}
+"""What the prompt index returns for some words: the FTS5 table's rows, or the jobs PostgreSQL's
+GIN index on ``to_tsvector('simple', prompt)`` finds (migration 0003)."""
 
 
 def user_id(database: Database, discord_id: int) -> int:
@@ -90,11 +94,9 @@ def add_job(
 
 
 def indexed(database: Database, words: str) -> list[int]:
-    """What the FTS5 index itself returns for ``words`` (no filters)."""
+    """What the prompt index itself returns for ``words`` (no filters)."""
     with database.session() as session:
-        rows = session.execute(
-            text("SELECT rowid FROM job_search WHERE job_search MATCH :q ORDER BY rowid"), {"q": words}
-        )
+        rows = session.execute(text(INDEX_QUERIES[database.engine.dialect.name]), {"q": words})
         return [row[0] for row in rows]
 
 
@@ -126,15 +128,16 @@ def test_index_follows_insert_update_and_delete(database: Database) -> None:
     with database.session() as session:
         delete_job(session, job_id=cat)
     assert indexed(database, "cat") == []
-    with database.session() as session:
-        integrity = session.execute(text("INSERT INTO job_search(job_search) VALUES ('integrity-check')"))
-        assert integrity is not None  # raises if the index and jobs disagree
+    if database.engine.dialect.name == "sqlite":
+        with database.session() as session:
+            integrity = session.execute(text("INSERT INTO job_search(job_search) VALUES ('integrity-check')"))
+            assert integrity is not None  # raises if the index and jobs disagree
 
 
-def test_migration_indexes_jobs_that_existed_before_it(tmp_path: Path) -> None:
+def test_migration_indexes_jobs_that_existed_before_it(database_url: str) -> None:
     from storage import downgrade_to, upgrade_to_head
 
-    url = f"sqlite:///{tmp_path / 'old.db'}"
+    url = database_url
     upgrade_to_head(url)
     downgrade_to(url, "0002")
     database = Database(url)
@@ -163,6 +166,67 @@ def test_search_finds_by_words_and_ranks_the_better_match_first(database: Databa
     assert listed(database, search_jobs, guild_id=GUILD, text="dog") == []
     assert listed(database, search_jobs, guild_id=GUILD, text='" OR * (') == []
     assert listed(database, search_jobs, guild_id=GUILD, text='fox" OR "cat') == []
+
+
+def test_search_in_chinese_and_other_scripts(database: Database) -> None:
+    """Both backends split words at spaces and punctuation, the full-width kind of Chinese prompts
+    too, and fold case beyond ASCII; a run of Chinese characters is one word (neither finds 狐狸
+    inside 红狐狸)."""
+    if database.engine.dialect.name == "postgresql":
+        with database.engine.connect() as connection:
+            ctype = connection.execute(
+                text("SELECT datctype FROM pg_database WHERE datname = current_database()")
+            )
+            if ctype.scalar() in ("C", "POSIX"):
+                pytest.skip(
+                    "the PostgreSQL database's LC_CTYPE is C: its text search takes every non-ASCII "
+                    "character for a letter"
+                )
+    painting = add_job(database, "雪中的红狐狸，油画")
+    fox = add_job(database, "狐狸 在雪中")
+    cat = add_job(database, "Кошка на диване、水彩")
+    assert listed(database, search_jobs, guild_id=GUILD, text="油画") == [painting]
+    assert listed(database, search_jobs, guild_id=GUILD, text="雪中的红狐狸 油画") == [painting]
+    assert listed(database, search_jobs, guild_id=GUILD, text="狐狸") == [fox]
+    assert listed(database, search_jobs, guild_id=GUILD, text="红狐狸") == []
+    assert listed(database, search_jobs, guild_id=GUILD, text="水彩 КОШКА") == [cat]
+
+
+@pytest.mark.parametrize("backend", ["postgresql"], indirect=True)
+def test_search_uses_the_prompt_index_in_a_generic_plan(database: Database) -> None:
+    """A prepared search may get a plan made for any words (psycopg prepares a query after five
+    runs): that plan too must find the jobs through the GIN index, not by reading every job."""
+    with database.engine.begin() as connection:
+        connection.execute(text("INSERT INTO users (name) VALUES ('many')"))
+        connection.execute(
+            text(
+                "INSERT INTO jobs (kind, owner_id, request_json, prompt, status, guild_id) "
+                "SELECT 'imagine', 1, '{}', 'a cat number ' || n, 'done', :guild "
+                "FROM generate_series(1, 3000) AS n"
+            ),
+            {"guild": GUILD},
+        )
+        connection.execute(text("ANALYZE jobs"))
+    plans: list[str] = []
+    with database.engine.connect() as connection:
+        connection.connection.driver_connection.add_notice_handler(  # type: ignore[union-attr]
+            lambda diagnostic: plans.append(diagnostic.message_primary or "")
+        )
+        try:
+            connection.exec_driver_sql("LOAD 'auto_explain'")
+        except DBAPIError:
+            pytest.skip("auto_explain cannot be loaded on this PostgreSQL server (it needs a superuser)")
+        for setting in (
+            "auto_explain.log_min_duration = 0",
+            "auto_explain.log_level = notice",
+            "plan_cache_mode = force_generic_plan",
+        ):
+            connection.exec_driver_sql(f"SET {setting}")
+        with Session(bind=connection) as session:
+            assert len(search_jobs(session, guild_id=GUILD, text="cat 1234")) == 1
+        connection.exec_driver_sql("SELECT 1")  # the search's plan comes with the next reply
+    [plan] = [plan for plan in plans if "plainto_tsquery" in plan]
+    assert "Bitmap Index Scan on job_search_prompt" in plan, plan
 
 
 def test_listings_hide_private_unfinished_and_other_guilds(database: Database) -> None:

@@ -11,7 +11,13 @@ from pipeline.errors import InvalidRequest, JobBusy, JobNotFound, NotCancellable
 from storage import get_job, is_cancel_requested, start_job
 from tests.helpers_services import LOCAL, Services, job_count, member, run_job, small_request
 
-pytest_plugins = ("tests.fixtures_services",)
+pytest_plugins = ("tests.fixtures_services", "tests.fixtures_postgres")
+
+
+@pytest.fixture
+def services_database_url(database_url: str) -> str:
+    """The job interface on SQLite and on PostgreSQL."""
+    return database_url
 
 
 # -- submitting -----------------------------------------------------------------------------------

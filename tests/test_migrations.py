@@ -1,4 +1,5 @@
-"""The Alembic migrations: they build exactly the models' schema, and go back down cleanly."""
+"""The Alembic migrations: they build exactly the models' schema, and go back down cleanly, on
+SQLite and on PostgreSQL (``tests.fixtures_postgres``)."""
 
 from __future__ import annotations
 
@@ -7,6 +8,7 @@ import sys
 from pathlib import Path
 
 import pytest
+from alembic import command
 from alembic.autogenerate import compare_metadata
 from alembic.runtime.migration import MigrationContext
 from sqlalchemy import inspect, text
@@ -20,7 +22,9 @@ from storage import (
     head_revision,
     upgrade_to_head,
 )
-from storage.migrate import MIGRATIONS_DIR, include_object
+from storage.migrate import MIGRATIONS_DIR, alembic_config, include_object, scripts
+
+pytest_plugins = ("tests.fixtures_postgres",)
 
 ROOT = Path(__file__).resolve().parents[1]
 TABLES = {
@@ -42,16 +46,54 @@ TABLES = {
 
 
 @pytest.fixture
-def url(tmp_path: Path) -> str:
-    return f"sqlite:///{tmp_path / 'nested' / 'nanke.db'}"
+def url(database_url: str) -> str:
+    """An empty database, on SQLite and on PostgreSQL."""
+    return database_url
 
 
-def test_upgrade_creates_the_file_and_reaches_head(url: str, tmp_path: Path) -> None:
+def test_upgrade_reaches_head(url: str) -> None:
     assert current_revision(url) is None
     assert upgrade_to_head(url) == head_revision() is not None
-    assert (tmp_path / "nested" / "nanke.db").is_file()
     assert current_revision(url) == head_revision()
     assert upgrade_to_head(url) == head_revision()  # a second upgrade does nothing
+
+
+def test_upgrade_creates_the_sqlite_file_and_its_folder(tmp_path: Path) -> None:
+    url = f"sqlite:///{tmp_path / 'nested' / 'nanke.db'}"
+    assert upgrade_to_head(url) == head_revision()
+    assert (tmp_path / "nested" / "nanke.db").is_file()
+
+
+def test_every_migration_goes_up_and_down_one_at_a_time(url: str) -> None:
+    """Each revision's upgrade runs on the one before it, and each downgrade undoes it."""
+    revisions = [script.revision for script in reversed(list(scripts().walk_revisions()))]
+    for revision in revisions:
+        command.upgrade(alembic_config(url), revision)
+        assert current_revision(url) == revision
+    for expected in [*reversed(revisions[:-1]), None]:
+        command.downgrade(alembic_config(url), "-1")
+        assert current_revision(url) == expected
+
+
+@pytest.mark.parametrize("backend", ["postgresql"], indirect=True)
+def test_processes_upgrading_at_once_wait_for_each_other(url: str) -> None:
+    """The bot and the HTTP API started together both upgrade the same new database: the second
+    waits for the first (on SQLite ``BEGIN IMMEDIATE`` sees to that, here an advisory lock), then
+    finds the schema at head."""
+    upgrade = f"print('ready', flush=True); sys.stdin.readline(); print(upgrade_to_head({url!r}))"
+    argv = [sys.executable, "-c", f"import sys; from storage import upgrade_to_head; {upgrade}"]
+    pipes = {"stdin": subprocess.PIPE, "stdout": subprocess.PIPE, "stderr": subprocess.PIPE}
+    processes = [subprocess.Popen(argv, cwd=ROOT, text=True, **pipes) for _ in range(2)]
+    for process in processes:
+        assert process.stdout is not None and process.stdout.readline().strip() == "ready"
+    for process in processes:  # both at once
+        assert process.stdin is not None
+        process.stdin.write("go\n")
+        process.stdin.flush()
+    for process in processes:
+        out, err = process.communicate(timeout=60)
+        assert (process.returncode, out.strip()) == (0, head_revision()), err
+    assert current_revision(url) == head_revision()
 
 
 def test_migrated_schema_matches_the_models(url: str) -> None:
@@ -86,7 +128,10 @@ def test_downgrade_to_base_removes_every_table(url: str) -> None:
     upgrade_to_head(url)
     assert downgrade_to(url, "base") is None
     database = Database(url)
-    assert TABLES.isdisjoint(inspect(database.engine).get_table_names())
+    inspector = inspect(database.engine)
+    assert TABLES.isdisjoint(inspector.get_table_names())
+    if database.engine.dialect.name == "postgresql":
+        assert inspector.get_sequence_names() == []  # the id sequences went with their tables
     assert database.current_revision() is None
     database.dispose()
     assert upgrade_to_head(url) == head_revision()  # and up again

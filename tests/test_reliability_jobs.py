@@ -21,7 +21,14 @@ from pipeline.queue.jobs.runs import MAX_ATTEMPTS, POISON_ERROR
 from storage import Database, downgrade_to, start_job, upgrade_to_head
 from tests.helpers_services import LOCAL, Recorder, Services, member, run_job, small_request
 
-pytest_plugins = ("tests.fixtures_services",)
+pytest_plugins = ("tests.fixtures_services", "tests.fixtures_postgres")
+
+
+@pytest.fixture
+def services_database_url(database_url: str) -> str:
+    """The job interface on SQLite and on PostgreSQL."""
+    return database_url
+
 
 GUILD_A, GUILD_B = 100, 200
 

@@ -1,11 +1,12 @@
-"""Users, the job life cycle, images, deliveries and datetimes in the database."""
+"""Users, the job life cycle, images, deliveries and datetimes in the database, on SQLite and on
+PostgreSQL (``tests.fixtures_postgres``)."""
 
 from __future__ import annotations
 
 import threading
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from datetime import datetime, timedelta, timezone
-from pathlib import Path
+from typing import TYPE_CHECKING
 
 import pytest
 from sqlalchemy import delete, func, select, text
@@ -46,15 +47,12 @@ from storage import (
 )
 from storage.transitions import move
 
+if TYPE_CHECKING:
+    from tests.fixtures_postgres import PostgresServer
+
+pytest_plugins = ("tests.fixtures_postgres",)
+
 UTC = timezone.utc
-
-
-@pytest.fixture
-def database(tmp_path: Path) -> Iterator[Database]:
-    database = Database(f"sqlite:///{tmp_path / 'nanke.db'}")
-    database.upgrade()
-    yield database
-    database.dispose()
 
 
 def new_job(
@@ -117,11 +115,25 @@ def finish(database: Database, job_id: int, images: list[NewImage] | None = None
 # -- the engine -----------------------------------------------------------------------------------
 
 
+@pytest.mark.parametrize("backend", ["sqlite"], indirect=True)
 def test_sqlite_pragmas(database: Database) -> None:
     with database.engine.connect() as connection:
         assert connection.execute(text("PRAGMA foreign_keys")).scalar() == 1
         assert connection.execute(text("PRAGMA journal_mode")).scalar() == "wal"
         assert connection.execute(text("PRAGMA busy_timeout")).scalar() == 15_000
+
+
+@pytest.mark.parametrize("backend", ["postgresql"], indirect=True)
+def test_a_pooled_connection_the_server_ended_is_replaced(
+    database: Database, postgres_server: PostgresServer
+) -> None:
+    """A restart of the PostgreSQL server (here: it ends the connections) must not fail the next
+    unit of work on a connection the pool kept."""
+    with database.session() as session:
+        get_or_create_user(session, discord_id=1, name="before")
+    postgres_server.end_connections(str(database.url.database))
+    with database.session() as session:
+        assert get_or_create_user(session, discord_id=1, name="after").id == 1
 
 
 def test_session_rolls_back_on_error(database: Database) -> None:
@@ -559,7 +571,10 @@ def test_datetimes_round_trip_as_aware_utc(database: Database) -> None:
         assert stored == moment
         assert stored is not None and stored.tzinfo == UTC and stored.hour == 12
         raw = session.execute(text("SELECT token_expires_at FROM deliveries")).scalar()
-        assert raw == "2030-06-01 12:30:15.123456"  # stored naive, in UTC
+        if database.engine.dialect.name == "sqlite":
+            assert raw == "2030-06-01 12:30:15.123456"  # stored naive, in UTC
+        else:
+            assert raw == moment and raw.utcoffset() is not None  # timestamptz: the instant itself
 
 
 def test_naive_datetimes_are_refused(database: Database) -> None:

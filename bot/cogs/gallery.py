@@ -95,6 +95,8 @@ def info_embed(job: JobSnapshot, children: list[int], texts: Texts = ENGLISH) ->
         embed.add_field(
             name=texts("info.children"), value=render.shorten(", ".join(f"#{c}" for c in children), 1000)
         )
+    if job.worker:
+        embed.add_field(name=texts("info.worker"), value=render.shorten(job.worker, 64))
     return embed
 
 

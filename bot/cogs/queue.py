@@ -2,12 +2,14 @@
 
 The estimate comes from the measured recent throughput (``JobService.overview``). A member sees
 only their own jobs and how many others wait; a member with Manage Server sees every job of the
-server (other servers' jobs only as a count).
+server (other servers' jobs only as a count). With remote GPU workers, everyone sees how many
+are connected and busy, and an admin sees each one: host, GPU, models, busy or idle, images/s.
 """
 
 from __future__ import annotations
 
 import logging
+from collections.abc import Sequence
 from typing import TYPE_CHECKING
 
 import discord
@@ -18,6 +20,7 @@ from bot.buttons import Feature
 from bot.i18n import ENGLISH, Texts, for_interaction
 from pipeline.queue.jobs import QueueEntry, QueueOverview
 from pipeline.queue.jobs.asynchronous import AsyncJobs
+from pipeline.queue.worker_status import WorkerStatus
 
 if TYPE_CHECKING:
     from bot.client import NankeBot
@@ -71,7 +74,33 @@ def queue_text(
         lines.append(texts("queue.others_elsewhere" if admin else "queue.others", count=others))
     if overview.seconds_per_image is not None:
         lines.append(texts("queue.speed", seconds=f"{overview.seconds_per_image:.1f}"))
+    if overview.remote:
+        lines += _workers(overview.workers, texts, detailed=admin)
     return render.shorten_lines(lines, 2000)
+
+
+def _workers(workers: Sequence[WorkerStatus], texts: Texts, *, detailed: bool) -> list[str]:
+    """The GPU workers: how many and how many busy; for an admin, one line each."""
+    if not workers:
+        return [texts("queue.no_workers")]
+    lines = [texts("queue.workers", count=len(workers), busy=sum(worker.busy for worker in workers))]
+    if not detailed:
+        return lines
+    for worker in workers[:SHOWN]:
+        models = ", ".join(render.shorten(model, 40) for model in worker.models[:3])
+        speed = texts("queue.worker_speed", rate=f"{worker.images_per_s:.2f}") if worker.images_per_s else ""
+        lines.append(
+            texts(
+                "queue.worker_line",
+                name=render.shorten(worker.name, 40),
+                host=render.shorten(worker.host, 40),
+                gpu=render.shorten(worker.gpu, 40),
+                state=texts("queue.worker_busy" if worker.busy else "queue.worker_idle"),
+                models=models or texts("queue.worker_no_model"),
+                speed=speed,
+            )
+        )
+    return lines
 
 
 def _line(entry: QueueEntry, texts: Texts, *, with_owner: bool) -> str:

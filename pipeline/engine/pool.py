@@ -115,6 +115,17 @@ class EnginePool:
             for result in results
         ]
 
+    def loaded(self) -> list[str]:
+        """The names of the models loaded now, least recently used first."""
+        with self._lock:
+            return list(self._engines)
+
+    def batch_pixels(self) -> int:
+        """How many pixels one batch may hold on this pool's device."""
+        from pipeline.engine.devices import batch_pixel_budget
+
+        return batch_pixel_budget(self.device)
+
     def engine_for(self, model: str | None) -> Engine:
         """The engine of ``model`` (a catalog name or path; ``None`` is the default model)."""
         spec = self.catalog.resolve(model)

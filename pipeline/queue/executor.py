@@ -3,7 +3,8 @@
 The worker decides what runs (the scheduler's fair batch), starts the jobs and records their
 outcomes; an :class:`Executor` only turns a batch of requests into images. The default,
 :class:`~pipeline.queue.local_executor.LocalExecutor`, runs them in this process on the engines;
-another executor (a remote GPU worker, say) can take its place without either side changing.
+:class:`~pipeline.queue.remote.dispatch.RemoteExecutor` sends them to a GPU worker on another
+machine through Celery, without either side changing.
 This module holds only the seam and its values, so it imports no torch.
 """
 
@@ -23,6 +24,20 @@ log = logging.getLogger(__name__)
 
 
 @dataclass(frozen=True)
+class ImageFile:
+    """One finished image, encoded (a PNG with its A1111 parameters), to be stored with its job."""
+
+    index: int
+    seed: int
+    width: int
+    height: int
+    data: bytes
+    suffix: str = ".png"
+    flagged: bool = False
+    """The image safety check flagged it."""
+
+
+@dataclass(frozen=True)
 class Task:
     """One started job of a batch: its id and the request to generate."""
 
@@ -36,6 +51,28 @@ class Generated:
 
     job_id: int
     result: GenerationResult
+
+
+@dataclass(frozen=True)
+class Encoded:
+    """A job's images, made and encoded elsewhere (a remote GPU worker): PNGs ready to store."""
+
+    job_id: int
+    images: tuple[ImageFile, ...]
+    model_name: str | None
+    model_hash: str | None
+    environment_json: str | None
+
+
+@dataclass(frozen=True)
+class Returned:
+    """These jobs did not run to an outcome here and go back to the queue: their worker was lost,
+    they timed out, or the broker lost them. ``counted`` is false when they never started (the
+    attempt is given back)."""
+
+    job_ids: tuple[int, ...]
+    reason: str
+    counted: bool = True
 
 
 @dataclass(frozen=True)
@@ -53,7 +90,7 @@ class Stopped:
     job_ids: tuple[int, ...]
 
 
-Outcome = Generated | Failed | Stopped
+Outcome = Generated | Encoded | Failed | Stopped | Returned
 OnStep = Callable[[Sequence[int], StepProgress], None]
 """Called after every denoising step with the ids of the jobs that share it."""
 ShouldCancel = Callable[[Sequence[int]], bool]
@@ -75,6 +112,7 @@ class Executor(Protocol):
 
         ``sources`` holds the images img2img and upscale requests start from, by sha256. Every
         task gets exactly one outcome, unless the iterator itself raises (the caller then fails
-        the tasks that have none).
+        the tasks that have none) or it ends early because its process is stopping (a remote
+        batch: the tasks with no outcome stay running, and the next start picks them up again).
         """
         ...

@@ -23,7 +23,7 @@ from pipeline.domain.text import one_line
 from pipeline.engine.results import GeneratedImage, GenerationResult, StepProgress
 from pipeline.errors import ModelError, PipelineError
 from pipeline.queue.doorbell import Doorbell
-from pipeline.queue.executor import Executor, Failed, Generated, Stopped, Task
+from pipeline.queue.executor import Encoded, Executor, Failed, Generated, Returned, Stopped, Task
 from pipeline.queue.jobs import ImageFile, JobService, JobSnapshot
 from pipeline.queue.scheduler import FairScheduler
 
@@ -84,35 +84,62 @@ class EventFanout(WorkerEvents):
                 log.exception("a listener failed on the end of job %d", job_id)
 
 
-Finished = tuple[int, GenerationResult]
-"""A started job's id and what the engine made for it."""
+Finished = Generated | Encoded
+"""A started job's images, made (by this process's engines) or made and encoded (by a remote worker)."""
 
 
 class JobRunner:
     """Runs one batch of stored jobs through an executor and records the results.
 
     A group of jobs still generating after ``time_limit_s`` seconds is stopped and failed (``None``:
-    no limit).
+    no limit). A runner of a remote batch (see :meth:`bound`) records only while the jobs still
+    run in its ``dispatch_id``: what a stale dispatch reports is ignored.
     """
 
-    def __init__(self, *, jobs: JobService, executor: Executor, time_limit_s: float | None = None) -> None:
+    def __init__(
+        self,
+        *,
+        jobs: JobService,
+        executor: Executor,
+        time_limit_s: float | None = None,
+        dispatch_id: str | None = None,
+    ) -> None:
         self.jobs = jobs
         self.executor = executor
         self.time_limit_s = time_limit_s
+        self.dispatch_id = dispatch_id
+
+    def bound(self, *, executor: Executor, dispatch_id: str) -> JobRunner:
+        """This runner for one remote batch: its executor and its dispatch."""
+        return JobRunner(
+            jobs=self.jobs, executor=executor, time_limit_s=self.time_limit_s, dispatch_id=dispatch_id
+        )
+
+    def start(self, job_ids: Sequence[int], *, worker: str | None = None) -> list[JobSnapshot]:
+        """Queued → running for each of ``job_ids`` (in this runner's dispatch, sent to ``worker``);
+        a job cancelled, deleted or taken by another worker meanwhile is skipped."""
+        started = (
+            self.jobs.runs.start(job_id, dispatch_id=self.dispatch_id, worker=worker) for job_id in job_ids
+        )
+        return [job for job in started if job is not None]
 
     def run(self, job_ids: Sequence[int], *, events: WorkerEvents | None = None) -> list[Finished]:
         """Generate ``job_ids`` (compatible, queued jobs); return each started job's result, unsaved.
 
         Jobs that fail or are cancelled are recorded here; save the rest with :meth:`save`.
         """
+        return self.run_started(self.start(job_ids), events=events)
+
+    def run_started(
+        self, started: Sequence[JobSnapshot], *, events: WorkerEvents | None = None
+    ) -> list[Finished]:
+        """:meth:`run` for jobs already started (by :meth:`start`)."""
         events = events or WorkerEvents()
-        # 1. Start the jobs (a job cancelled, deleted or taken by another worker meanwhile is skipped)
-        started = [job for job in map(self.jobs.runs.start, job_ids) if job is not None]
         if not started:
             return []
         finished: list[Finished] = []
         try:
-            # 2. The source images of img2img and upscale jobs; a job whose source is gone fails alone
+            # 1. The source images of img2img and upscale jobs; a job whose source is gone fails alone
             tasks, sources = self._with_sources(started, events)
 
             def on_step(ids: Sequence[int], progress: StepProgress) -> None:
@@ -127,24 +154,33 @@ class JobRunner:
                         if own:
                             events.preview(job_id, [image for _, image in own])
 
-            # 3. Generate, recording each failure or cancellation as it comes
+            # 2. Generate, recording each failure or cancellation as it comes
             poll = _CancelPoll(self.jobs, time_limit_s=self.time_limit_s)
             outcomes = self.executor.run(tasks, sources=sources, on_step=on_step, should_cancel=poll)
             for outcome in outcomes:
-                if isinstance(outcome, Generated):
-                    finished.append((outcome.job_id, outcome.result))
+                if isinstance(outcome, Generated | Encoded):
+                    finished.append(outcome)
                 elif isinstance(outcome, Stopped) and poll.timed_out(outcome.job_ids):
                     self._record_each(outcome.job_ids, error=_too_long(self.time_limit_s), events=events)
                 elif isinstance(outcome, Stopped):
                     self._record_each(outcome.job_ids, cancelled=True, events=events)
                 elif isinstance(outcome, Failed):
                     self._fail_all(outcome.job_ids, outcome.error, events)
+                elif isinstance(outcome, Returned):
+                    self._requeue(outcome)
         except Exception:
             # No started job may stay running: the ones neither generated nor recorded fail
             log.exception("the batch of jobs %s stopped unexpectedly", [job.id for job in started])
-            generated = {job_id for job_id, _ in finished}
+            generated = {item.job_id for item in finished}
             self._fail_unrecorded([job.id for job in started if job.id not in generated], events)
         return finished
+
+    def _requeue(self, returned: Returned) -> None:
+        """A remote batch that did not run to an outcome goes back to the queue."""
+        if self.dispatch_id is None:
+            raise RuntimeError("only a remote batch's jobs can be returned to the queue")
+        log.warning("jobs %s go back to the queue: %s", list(returned.job_ids), returned.reason)
+        self.jobs.runs.requeue_dispatch(self.dispatch_id, counted=returned.counted)
 
     def _with_sources(
         self, jobs: Sequence[JobSnapshot], events: WorkerEvents
@@ -191,23 +227,24 @@ class JobRunner:
         """Encode every image (PNG with A1111 parameters), store it, then mark the jobs done.
 
         The PNGs of the whole batch are encoded side by side (zlib lets go of the interpreter
-        lock), each job's results written as soon as its own images are ready.
+        lock), each job's results written as soon as its own images are ready. A remote worker's
+        images come encoded already.
         """
         events = events or WorkerEvents()
-        encoding = [
-            [ENCODERS.submit(_encoded, result, image) for image in result.images] for _, result in finished
-        ]
-        for (job_id, result), files in zip(finished, encoding, strict=True):
+        encoding = [_encoding(item) for item in finished]
+        for item, (files, environment_json) in zip(finished, encoding, strict=True):
+            job_id = item.job_id
             try:
                 if self.jobs.runs.cancel_requested(job_id):
                     self._record_each([job_id], cancelled=True, events=events)
                     continue
-                self.jobs.runs.finish(
+                stored = self.jobs.runs.finish(
                     job_id,
-                    images=[file.result() for file in files],
-                    model_name=result.model_name,
-                    model_hash=result.model_hash,
-                    environment_json=_environment_json(result),
+                    images=[file.result() if isinstance(file, Future) else file for file in files],
+                    model_name=item.result.model_name if isinstance(item, Generated) else item.model_name,
+                    model_hash=item.result.model_hash if isinstance(item, Generated) else item.model_hash,
+                    environment_json=environment_json,
+                    dispatch_id=self.dispatch_id,
                 )
             except Exception:
                 log.exception("saving the images of job %d failed", job_id)
@@ -216,7 +253,8 @@ class JobRunner:
                 except Exception:
                     log.exception("job %d could not be recorded as failed", job_id)
                 continue
-            _announce(events, job_id)
+            if stored:
+                _announce(events, job_id)
 
     def run_and_save(self, job_ids: Sequence[int], *, events: WorkerEvents | None = None) -> None:
         """Run and save in the calling thread (the command line does this)."""
@@ -232,16 +270,31 @@ class JobRunner:
     ) -> None:
         for job_id in job_ids:
             if cancelled:
-                self.jobs.runs.cancelled(job_id)
+                recorded = self.jobs.runs.cancelled(job_id, dispatch_id=self.dispatch_id)
             else:
-                self.jobs.runs.fail(job_id, error=error or INTERNAL_ERROR)
+                recorded = self.jobs.runs.fail(
+                    job_id, error=error or INTERNAL_ERROR, dispatch_id=self.dispatch_id
+                )
+            if not recorded:
+                continue
             log.info(
                 "job %d %s%s", job_id, "cancelled" if cancelled else "failed", f": {error}" if error else ""
             )
             _announce(events, job_id)
 
 
-def _encoded(result: GenerationResult, generated: GeneratedImage) -> ImageFile:
+def _encoding(item: Finished) -> tuple[list[Future[ImageFile] | ImageFile], str | None]:
+    """``item``'s image files (being encoded, or encoded already) and its environment JSON."""
+    if isinstance(item, Encoded):
+        return list(item.images), item.environment_json
+    files: list[Future[ImageFile] | ImageFile] = [
+        ENCODERS.submit(encode_image, item.result, image) for image in item.result.images
+    ]
+    return files, environment_json(item.result)
+
+
+def encode_image(result: GenerationResult, generated: GeneratedImage) -> ImageFile:
+    """One finished image as the PNG that is stored: its pixels and A1111's ``parameters`` text."""
     parameters = format_infotext(
         result.request,
         seed=generated.seed,
@@ -416,7 +469,9 @@ def _log_save_failure(future: Future[None]) -> None:
         log.error("saving a batch failed", exc_info=error)
 
 
-def _environment_json(result: GenerationResult) -> str:
+def environment_json(result: GenerationResult) -> str:
+    """What the job's row records of how it was made: the engine's environment, whether the
+    float32 VAE retry ran, and the LoRA, embedding and VAE files used."""
     return json.dumps(
         {**result.environment, "nan_retry": result.nan_retry, "resources": result.resources}, sort_keys=True
     )

@@ -12,6 +12,8 @@ from collections.abc import Sequence
 from dataclasses import dataclass, replace
 from datetime import datetime
 
+from pipeline.queue.worker_status import WorkerStatus
+
 log = logging.getLogger(__name__)
 
 
@@ -43,6 +45,10 @@ class QueueOverview:
     """Running jobs first, then the queued ones in the order they will run."""
     seconds_per_image: float | None
     """The measured recent throughput; ``None`` before any job finished."""
+    workers: tuple[WorkerStatus, ...] = ()
+    """The remote GPU workers that announced themselves lately (none with the embedded worker)."""
+    remote: bool = False
+    """Whether batches run on remote GPU workers (NANKE_BROKER_URL) rather than in this process."""
 
 
 def seconds_per_image(runs: Sequence[tuple[datetime, datetime, int]]) -> float | None:

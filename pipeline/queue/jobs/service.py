@@ -18,7 +18,7 @@ anything.
 from __future__ import annotations
 
 import logging
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import replace
 
 from sqlalchemy.orm import Session
@@ -37,7 +37,9 @@ from pipeline.queue.jobs.runs import Runs
 from pipeline.queue.jobs.snapshots import FINISHED_STATUSES, Destination, JobSnapshot, Requester, Viewer
 from pipeline.queue.jobs.store import JobStore
 from pipeline.queue.scheduler import FairScheduler, QueuedJob
+from pipeline.queue.worker_status import WorkerStatus
 from storage import (
+    InvalidTransition,
     User,
     cancel_job,
     count_unfinished_jobs,
@@ -72,8 +74,11 @@ class JobService:
         max_queued_per_user: int,
         on_submit: Callable[[int], None] | None = None,
         check: Callable[[GenerationRequest], None] | None = None,
+        workers: Callable[[], Sequence[WorkerStatus]] | None = None,
     ) -> None:
         self.scheduler = scheduler
+        self.workers = workers
+        """The remote GPU workers, for the overview (``None``: the embedded worker)."""
         self.check = check
         """Refuses a request whose LoRA or VAE files are missing, before it is queued."""
         self.max_pixels = max_pixels
@@ -345,7 +350,13 @@ class JobService:
             for place, job in enumerate(self.scheduler.order(self.queued()), start=1)
             if job.job_id in owners
         ]
-        return QueueOverview(with_estimates([*running, *queued], per_image), per_image)
+        workers = tuple(self.workers()) if self.workers is not None else ()
+        return QueueOverview(
+            with_estimates([*running, *queued], per_image),
+            per_image,
+            workers,
+            remote=self.workers is not None,
+        )
 
     # -- cancelling, abandoning and deleting ----------------------------------------------------
 
@@ -353,14 +364,18 @@ class JobService:
         """Cancel a queued job at once, or ask the worker to stop a running one."""
         self._check_manageable(job_id, viewer)
         with self._store.session() as session:
-            job = get_job(session, job_id=job_id)
-            if job.status in FINISHED_STATUSES:
+            try:
+                # Locks the row first: the status judged is the one a worker may be changing now
+                job = cancel_job(session, job_id=job_id)
+            except InvalidTransition:
+                status = get_job(session, job_id=job_id).status
+                if status not in FINISHED_STATUSES:
+                    raise
                 raise NotCancellable(
-                    f"Job {job_id} has already {FINISHED_WORDS[job.status]}.",
-                    key=f"not_cancellable.{job.status}",
+                    f"Job {job_id} has already {FINISHED_WORDS[status]}.",
+                    key=f"not_cancellable.{status}",
                     params={"job_id": job_id},
-                )
-            cancel_job(session, job_id=job_id)
+                ) from None
             session.flush()
             snapshot = JobSnapshot.of(job)
             _log_moderator(session, "cancel", snapshot, viewer)

@@ -130,6 +130,10 @@ class JobSnapshot:
     listings and the showcase, shown only in age-restricted channels."""
     owner_id: int | None = None
     """The owner's user id (what an API key's viewer is matched by)."""
+    dispatch_id: str | None = None
+    """The remote batch it runs (or ran) in, when a remote GPU worker made it."""
+    worker: str | None = None
+    """The remote GPU worker that runs (or made) it."""
 
     @property
     def finished(self) -> bool:
@@ -196,6 +200,8 @@ class JobSnapshot:
             parent_owner_name=job.parent.owner.name if job.parent is not None else None,
             flagged=job.flagged,
             owner_id=job.owner_id,
+            dispatch_id=job.dispatch_id,
+            worker=job.worker,
         )
 
 

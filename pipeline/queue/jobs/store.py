@@ -15,11 +15,12 @@ from contextlib import contextmanager
 from pathlib import Path
 
 from sqlalchemy.engine import URL, make_url
-from sqlalchemy.exc import NoSuchModuleError
+from sqlalchemy.exc import NoSuchModuleError, OperationalError
 from sqlalchemy.orm import Session
 
+from pipeline.domain.text import one_line
 from pipeline.errors import JobBusy, JobNotFound, StoreError
-from storage import Database, ImageStore, StorageError, StoredFile, head_revision
+from storage import Database, ImageStore, StaleDispatch, StorageError, StoredFile, head_revision
 from storage import InvalidTransition as StorageInvalidTransition
 from storage import JobNotFound as StorageJobNotFound
 
@@ -50,10 +51,13 @@ class JobStore:
 
     @contextmanager
     def session(self) -> Iterator[Session]:
-        """A session that commits when the block ends and rolls back if it raises."""
+        """A session that commits when the block ends and rolls back if it raises (a remote
+        worker's stale result, :class:`storage.StaleDispatch`, is the runs' to handle)."""
         try:
             with self._database.session() as session:
                 yield session
+        except StaleDispatch:
+            raise
         except StorageJobNotFound as error:
             raise JobNotFound(error.job_id) from None
         except StorageInvalidTransition as error:
@@ -83,6 +87,8 @@ class JobStore:
             return self._database.upgrade()
         except StorageError as error:
             raise StoreError(str(error)) from error
+        except OperationalError as error:
+            raise StoreError(self._unreachable(error)) from None
 
     def revision(self) -> str | None:
         """The schema's revision, ``None`` for an empty database."""
@@ -90,6 +96,13 @@ class JobStore:
             return self._database.current_revision()
         except StorageError as error:
             raise StoreError(str(error)) from error
+        except OperationalError as error:
+            raise StoreError(self._unreachable(error)) from None
+
+    def _unreachable(self, error: OperationalError) -> str:
+        """One line for a database server that cannot be reached (the driver's words, no password)."""
+        said = one_line(str(error.orig or error))
+        return f"{self.label!r} cannot be reached: {said}"
 
     @staticmethod
     def head_revision() -> str | None:
