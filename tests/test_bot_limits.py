@@ -60,3 +60,27 @@ def test_the_token_is_blanked_out_of_every_log_line_and_traceback() -> None:
     written = stream.getvalue()
     assert TOKEN not in written
     assert written.count(BLANK) == 2 and "WARNING connecting with" in written  # message and exception
+
+
+def test_queue_shows_the_gpu_workers_to_everyone_and_each_one_to_admins() -> None:
+    from bot.i18n import TEXTS
+    from pipeline.queue.worker_status import WorkerStatus
+
+    def worker(name: str, task: str | None) -> WorkerStatus:
+        return WorkerStatus(
+            name=name, host=f"{name}.lan", instance=name, pid=1, gpu="NVIDIA H200", device="cuda",
+            default_model="sd15", models=("sd15",), task=task, images_per_s=3.25,
+        )  # fmt: skip
+
+    overview = QueueOverview((), None, (worker("gpu-1", "d1"), worker("gpu-2", None)), remote=True)
+    member = queue_text(overview, viewer_id=7, guild_id=1, admin=False)
+    assert "GPU workers: 2 connected, 1 busy." in member and "gpu-1" not in member
+    admin = queue_text(overview, viewer_id=7, guild_id=1, admin=True)
+    assert "· gpu-1 (gpu-1.lan) · NVIDIA H200 · busy · sd15 · 3.25 images/s" in admin
+    assert "gpu-2 (gpu-2.lan) · NVIDIA H200 · idle" in admin
+    chinese = queue_text(overview, viewer_id=7, guild_id=1, admin=True, texts=TEXTS["zh-CN"])
+    assert "已连接 2 台，1 台忙碌" in chinese and "忙碌 · sd15" in chinese
+    nobody = queue_text(QueueOverview((), None, (), remote=True), viewer_id=7, guild_id=1, admin=False)
+    assert "No GPU worker is connected" in nobody
+    embedded = queue_text(QueueOverview((), None), viewer_id=7, guild_id=1, admin=True)
+    assert "GPU worker" not in embedded

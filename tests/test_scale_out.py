@@ -162,7 +162,7 @@ def _app(redis_server: RedisServer, model_dir: Path, data_dir: Path) -> App:
 
 def _submit(app: App, count: int, *, long: bool = False, first_seed: int = 0) -> list[int]:
     """``count`` jobs of the members in turn; ``long`` ones run for several seconds on a worker."""
-    size, steps = (320, 150) if long else (128, 4)
+    size, steps = (256, 100) if long else (128, 4)
     return [
         app.jobs.submit(
             GenerationRequest(prompt=f"fox {seed}", width=size, height=size, steps=steps, seed=seed),
