@@ -340,13 +340,20 @@ class Deliverer:
     ) -> discord.File | None:
         """The job's image (or grid; with ``showing``, of the images it shows) as an upload under
         ``max_bytes``; ``None`` if it has none or it cannot fit (for /show and the showcase, which
-        post a finished job again, too)."""
+        post a finished job again, too).
+
+        Showing all of them, the PNG stored when they were made is posted as it is, when it fits.
+        """
+        spoiler = showing is not None and showing.spoiler
+        if showing is None or len(showing.shown) == len(job.images):
+            posted = await self.jobs.images.posted(job)
+            if posted is not None and len(posted) <= max_bytes:
+                return render.upload(job, posted, grid=len(job.images) > 1, spoiler=spoiler)
         images = await self.jobs.images.load(job)
         if showing is not None:
             images = [images[index] for index in showing.shown if index < len(images)]
         if not images:
             return None
-        spoiler = showing is not None and showing.spoiler
         try:
             return await asyncio.to_thread(
                 render.result_file, job, images, max_bytes=max_bytes, spoiler=spoiler

@@ -165,10 +165,15 @@ def result_file(
     """
     picture = Picture.of(images, job.parameters_text())
     encoded = encode_for_upload(picture.image, picture.parameters, max_bytes=max_bytes)
-    stem = "grid" if picture.grid else "image"
-    return discord.File(
-        io.BytesIO(encoded.data), filename=f"nanke-{job.id}-{stem}{encoded.suffix}", spoiler=spoiler
-    )
+    return upload(job, encoded.data, grid=picture.grid, suffix=encoded.suffix, spoiler=spoiler)
+
+
+def upload(
+    job: JobSnapshot, data: bytes, *, grid: bool, suffix: str = ".png", spoiler: bool = False
+) -> discord.File:
+    """``data`` (the job's image, or its grid) as the file a result message carries."""
+    stem = "grid" if grid else "image"
+    return discord.File(io.BytesIO(data), filename=f"nanke-{job.id}-{stem}{suffix}", spoiler=spoiler)
 
 
 def showing_note(showing: Showing, texts: Texts = ENGLISH) -> str | None:

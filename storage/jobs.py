@@ -117,14 +117,17 @@ def finish_job(
     model_hash: str | None,
     environment_json: str | None,
     dispatch_id: str | None = None,
+    grid_path: str | None = None,
 ) -> Job:
-    """Running → done, with the images and what is needed to reproduce them.
+    """Running → done, with the images, their grid (``grid_path``, in the image store) and what
+    is needed to reproduce them.
 
     With ``dispatch_id`` (a remote worker's result), the job must still run in that dispatch:
     else :class:`StaleDispatch`, and nothing changes.
     """
     job = _current(session, job_id, dispatch_id)
     move(job, "done")
+    job.grid_path = grid_path
     job.model_name = model_name
     job.model_hash = model_hash
     job.environment_json = environment_json
@@ -334,13 +337,14 @@ def delete_job(session: Session, *, job_id: int) -> list[str]:
     job = _locked(session, job_id)
     if job.status == "running":
         raise InvalidTransition(job_id, job.status, "deleted")
-    paths = {image.path for image in job.images}
+    paths = {image.path for image in job.images} | ({job.grid_path} if job.grid_path else set())
     session.delete(job)
     session.flush()
     if not paths:
         return []
     still_used = set(session.scalars(select(Image.path).where(Image.path.in_(paths))))
     still_used |= set(session.scalars(select(Upload.path).where(Upload.path.in_(paths))))
+    still_used |= set(session.scalars(select(Job.grid_path).where(Job.grid_path.in_(paths))))
     return sorted(paths - still_used)
 
 

@@ -107,6 +107,9 @@ class Job(Base):
     id). A result is stored only when it comes from the job's current dispatch."""
     worker: Mapped[str | None] = mapped_column(String(255))
     """The remote GPU worker running it (``NANKE_WORKER_NAME``), while it runs there."""
+    grid_path: Mapped[str | None] = mapped_column(String(255))
+    """A job of several images: their grid as the PNG that is posted, in the image store (built
+    once, where the images were made, so a delivery neither decodes nor encodes it again)."""
     private: Mapped[bool] = mapped_column(Boolean, default=False, server_default=false())
     """Kept out of every listing, search and showcase (only its owner finds it, in /history)."""
     flagged: Mapped[bool] = mapped_column(Boolean, default=False, server_default=false())

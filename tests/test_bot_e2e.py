@@ -124,6 +124,9 @@ async def test_imagine_posts_a_grid_with_buttons(
         grid, parameters = image_of(result)
         assert grid.size == (128, 128)  # 2x2 of 64x64
         assert parameters is not None and "Seed: 5" in parameters and "Steps: 2" in parameters
+        job = bot.app.jobs.get(1)
+        assert job.grid_path is not None, "the grid was built where the images were made"
+        assert result.attachments[0].data == bot.app.store.read(job.grid_path), "posted as stored"
         assert labels(result) == [
             *("U1", "U2", "U3", "U4", "🔄"),
             *("V1", "V2", "V3", "V4", "🗑️"),

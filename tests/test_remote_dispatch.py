@@ -50,7 +50,7 @@ def test_outcomes_travel_with_their_images_and_errors_keep_their_kind() -> None:
     image = ImageFile(index=0, seed=5, width=8, height=8, data=b"\x89PNG...", flagged=True)
     refused = InvalidRequest("steps", 900, "1 to 150", key="out_of_range", params={"low": 1, "high": 150})
     sent = [
-        Encoded(1, (image,), "sd15", "abcdef0123", '{"worker": "gpu-a"}'),
+        Encoded(1, (image,), "sd15", "abcdef0123", '{"worker": "gpu-a"}', grid=b"\x89PNG grid"),
         Failed((2,), ModelNotFound("no checkpoint at /secret/path")),
         Failed((3,), refused),
         Failed((4,), RuntimeError("CUDA error: an illegal memory access")),

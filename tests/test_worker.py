@@ -90,6 +90,28 @@ def test_a_job_runs_to_done_with_its_images_stored(services: Services) -> None:
     assert events.finished_ids == [job.id]
 
 
+def test_a_jobs_grid_is_stored_with_its_images_and_deleted_with_them(services: Services) -> None:
+    job = run_job(services, small_request(seed=100, count=4, steps=2))
+
+    assert job.grid_path is not None
+    stored = services.store.read(job.grid_path)
+    picture = services.jobs.images.picture(job)
+    assert picture is not None and picture.grid
+    with Image.open(io.BytesIO(stored)) as grid:
+        assert grid.size == (128, 128)
+        assert np.array_equal(np.asarray(grid.convert("RGB")), np.asarray(picture.image)), "the same pixels"
+    assert parameters_of(stored) == picture.parameters, "the first image's parameters, as the WebUI does"
+    assert services.jobs.images.posted(job) == stored
+    alone = run_job(services, small_request(seed=7, count=1, steps=2))
+    assert alone.grid_path is None and services.jobs.images.posted(alone) == services.jobs.images.read(
+        alone.images[0]
+    )
+
+    services.jobs.delete(job.id)
+    with pytest.raises(OSError):
+        services.store.read(job.grid_path)
+
+
 # -- cancellation ---------------------------------------------------------------------------------
 
 

@@ -17,6 +17,7 @@ import logging
 import threading
 import time
 from collections.abc import Callable, Mapping, Sequence
+from contextlib import AbstractContextManager
 from dataclasses import dataclass
 from typing import Any, cast
 
@@ -32,9 +33,10 @@ from pipeline.engine.devices import describe_environment, free_memory, is_out_of
 from pipeline.engine.guards import (
     bad_image_indices,
     black_image_message,
-    non_finite_indices,
+    non_finite_mask,
     out_of_memory_message,
 )
+from pipeline.engine.noise import noise_ahead
 from pipeline.engine.preview import latents_to_previews
 from pipeline.engine.results import (
     ARCHITECTURES,
@@ -449,20 +451,23 @@ class Engine:
         with torch.no_grad():
             if head.mode == "txt2img":
                 latents = self._initial_latents(generators, head.width, head.height)
-                output = target(height=head.height, width=head.width, latents=latents, **call)
+                with self._noise_ahead(generators):
+                    output = target(height=head.height, width=head.width, latents=latents, **call)
             elif head.mode == "inpaint":
                 canvases = [cast(Prepared, sources[slot.request]) for slot in slots]
-                output = target(
-                    image=[canvas.image for canvas in canvases],
-                    mask_image=[canvas.paint for canvas in canvases],
-                    strength=head.strength,
-                    height=head.height,
-                    width=head.width,
-                    **call,
-                )
+                with self._noise_ahead(generators):
+                    output = target(
+                        image=[canvas.image for canvas in canvases],
+                        mask_image=[canvas.paint for canvas in canvases],
+                        strength=head.strength,
+                        height=head.height,
+                        width=head.width,
+                        **call,
+                    )
             else:
                 images = [sources[slot.request] for slot in slots]
-                output = target(image=images, strength=head.strength, **call)
+                with self._noise_ahead(generators):
+                    output = target(image=images, strength=head.strength, **call)
             latents = output.images
 
             # e. Stop here when cancelled
@@ -509,9 +514,18 @@ class Engine:
         target.scheduler = scheduler
         log.debug("hires fix: %s to %dx%d, denoising %g", upscaler, width, height, head.hires_denoise)
         passes = {**call, "num_inference_steps": head.hires_steps or head.steps}
-        return target(image=image, strength=head.hires_denoise, **passes).images
+        with self._noise_ahead(call["generator"]):
+            return target(image=image, strength=head.hires_denoise, **passes).images
 
     # -- helpers --------------------------------------------------------------------------------
+
+    def _noise_ahead(self, generators: list[torch.Generator]) -> AbstractContextManager[None]:
+        """A diffusers call whose sampler draws its per-step noise one step ahead (on CUDA, unless
+        the options say otherwise): see :mod:`pipeline.engine.noise`."""
+        enabled = self.options.noise_ahead
+        if enabled is None:
+            enabled = self.device.type == "cuda"
+        return noise_ahead(generators, self.device, enabled=enabled)
 
     def _inpaint(self) -> Any:
         """The inpainting pipeline sharing the loaded components (a 4-channel model blends the
@@ -561,16 +575,20 @@ class Engine:
         self.pipe.vae.enable_tiling()
 
     def _decode(self, latents: torch.Tensor) -> tuple[list[Image.Image], set[int]]:
-        """Decode latents to RGB images; images that come out NaN/black are decoded again in float32."""
-        overflowed = non_finite_indices(latents)
-        if overflowed:
-            raise BlackImageError(
-                black_image_message(architecture=self.architecture, dtype=self.dtype, unet_overflow=True)
-            )
+        """Decode latents to RGB images; images that come out NaN/black are decoded again in float32.
+
+        The host waits for the GPU once: the check of the latents (did the UNet overflow?) stays on
+        the device until the decoded images are checked, and is ready by then.
+        """
+        overflowed = non_finite_mask(latents)
         vae = self.pipe.vae
         upcast = vae.dtype == torch.float16 and bool(getattr(vae.config, "force_upcast", False))
         decoded = self._vae_decode(latents, float32=upcast)
         bad = bad_image_indices(decoded, black_level=self.options.black_level)
+        if bool(overflowed.any()):
+            raise BlackImageError(
+                black_image_message(architecture=self.architecture, dtype=self.dtype, unet_overflow=True)
+            )
         if bad:
             log.warning(
                 "%d of %d image(s) decoded as NaN/black in %s; decoding them again in float32",

@@ -30,10 +30,10 @@ def bad_image_indices(images: torch.Tensor, *, black_level: float = BLACK_LEVEL)
     return [int(i) for i in torch.nonzero(bad).flatten().tolist()]
 
 
-def non_finite_indices(latents: torch.Tensor) -> list[int]:
-    """Indices of latents (``B×…``) that hold NaN or inf: the UNet itself overflowed."""
-    finite = torch.isfinite(latents.detach().flatten(1)).all(dim=1)
-    return [int(i) for i in torch.nonzero(~finite).flatten().tolist()]
+def non_finite_mask(latents: torch.Tensor) -> torch.Tensor:
+    """Which latents (``B×…``) hold NaN or inf, the UNet itself having overflowed: a boolean
+    tensor on their device (reading it makes the host wait for the GPU; read it when it is done)."""
+    return ~torch.isfinite(latents.detach().flatten(1)).all(dim=1)
 
 
 def black_image_message(*, architecture: str, dtype: torch.dtype, unet_overflow: bool) -> str:

@@ -52,6 +52,9 @@ class EngineOptions:
     black_level: float = BLACK_LEVEL
     tuning: tuple[str, ...] = ()
     """GPU speed-ups to turn on (see :mod:`pipeline.engine.tuning`)."""
+    noise_ahead: bool | None = None
+    """Draw ancestral samplers' per-step noise one step ahead in a thread (see
+    :mod:`pipeline.engine.noise`; the images are the same either way); ``None``: on CUDA only."""
     allow_half_on_cpu: bool = False
     """For tests only: run float16/bfloat16 on the CPU (slow, and some kernels are missing), so the
     half-precision code paths are covered on machines without a GPU."""

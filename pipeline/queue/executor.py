@@ -62,6 +62,8 @@ class Encoded:
     model_name: str | None
     model_hash: str | None
     environment_json: str | None
+    grid: bytes | None = None
+    """The PNG of the images' grid, as posted (``None`` for a single image)."""
 
 
 @dataclass(frozen=True)

@@ -18,6 +18,7 @@ from concurrent.futures import Future, ThreadPoolExecutor
 
 from PIL import Image
 
+from pipeline.domain.grid import Picture
 from pipeline.domain.metadata import format_infotext, write_png
 from pipeline.domain.text import one_line
 from pipeline.engine.results import GeneratedImage, GenerationResult, StepProgress
@@ -224,15 +225,16 @@ class JobRunner:
                 log.exception("job %d could not be recorded as failed", job_id)
 
     def save(self, finished: Sequence[Finished], *, events: WorkerEvents | None = None) -> None:
-        """Encode every image (PNG with A1111 parameters), store it, then mark the jobs done.
+        """Encode every image (PNG with A1111 parameters) and each job's grid, store them, then
+        mark the jobs done.
 
         The PNGs of the whole batch are encoded side by side (zlib lets go of the interpreter
         lock), each job's results written as soon as its own images are ready. A remote worker's
-        images come encoded already.
+        images and grids come encoded already.
         """
         events = events or WorkerEvents()
         encoding = [_encoding(item) for item in finished]
-        for item, (files, environment_json) in zip(finished, encoding, strict=True):
+        for item, (files, grid, environment_json) in zip(finished, encoding, strict=True):
             job_id = item.job_id
             try:
                 if self.jobs.runs.cancel_requested(job_id):
@@ -245,6 +247,7 @@ class JobRunner:
                     model_hash=item.result.model_hash if isinstance(item, Generated) else item.model_hash,
                     environment_json=environment_json,
                     dispatch_id=self.dispatch_id,
+                    grid=grid.result() if isinstance(grid, Future) else grid,
                 )
             except Exception:
                 log.exception("saving the images of job %d failed", job_id)
@@ -283,34 +286,50 @@ class JobRunner:
             _announce(events, job_id)
 
 
-def _encoding(item: Finished) -> tuple[list[Future[ImageFile] | ImageFile], str | None]:
-    """``item``'s image files (being encoded, or encoded already) and its environment JSON."""
+def _encoding(
+    item: Finished,
+) -> tuple[list[Future[ImageFile] | ImageFile], Future[bytes | None] | bytes | None, str | None]:
+    """``item``'s image files and grid (being encoded, or encoded already) and its environment JSON."""
     if isinstance(item, Encoded):
-        return list(item.images), item.environment_json
+        return list(item.images), item.grid, item.environment_json
     files: list[Future[ImageFile] | ImageFile] = [
         ENCODERS.submit(encode_image, item.result, image) for image in item.result.images
     ]
-    return files, environment_json(item.result)
+    return files, ENCODERS.submit(encode_grid, item.result), environment_json(item.result)
 
 
-def encode_image(result: GenerationResult, generated: GeneratedImage) -> ImageFile:
-    """One finished image as the PNG that is stored: its pixels and A1111's ``parameters`` text."""
-    parameters = format_infotext(
+def _parameters(result: GenerationResult, generated: GeneratedImage) -> str:
+    """A1111's ``parameters`` text of one image of ``result``."""
+    return format_infotext(
         result.request,
         seed=generated.seed,
         model_name=result.model_name,
         model_hash=result.model_hash,
         extra=result.resources,
     )
+
+
+def encode_image(result: GenerationResult, generated: GeneratedImage) -> ImageFile:
+    """One finished image as the PNG that is stored: its pixels and A1111's ``parameters`` text."""
     image = generated.image
     return ImageFile(
         index=generated.index,
         seed=generated.seed,
         width=image.width,
         height=image.height,
-        data=write_png(image, parameters),
+        data=write_png(image, _parameters(result, generated)),
         flagged=generated.flagged,
     )
+
+
+def encode_grid(result: GenerationResult) -> bytes | None:
+    """The PNG a delivery of all of ``result``'s images posts: their grid, with the first image's
+    parameters (as the WebUI does); ``None`` for a single image, whose own PNG is posted."""
+    if len(result.images) < 2:
+        return None
+    ordered = sorted(result.images, key=lambda generated: generated.index)
+    picture = Picture.of([generated.image for generated in ordered], _parameters(result, ordered[0]))
+    return write_png(picture.image, picture.parameters)
 
 
 def _announce(events: WorkerEvents, job_id: int) -> None:

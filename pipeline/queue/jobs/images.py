@@ -67,6 +67,21 @@ class Images:
         """The job's images, decoded (RGB)."""
         return [Image.open(io.BytesIO(self.read(image))).convert("RGB") for image in job.images]
 
+    def posted(self, job: JobSnapshot) -> bytes | None:
+        """The PNG that shows all of the job's images, as stored: its one image, or the grid
+        built when the images were made; ``None`` when there is none (no images, a grid made
+        before grids were stored, or a file gone missing)."""
+        if not job.images:
+            return None
+        path = job.images[0].path if len(job.images) == 1 else job.grid_path
+        if path is None:
+            return None
+        try:
+            return self._store.read(path)
+        except OSError:
+            log.warning("job %d: %s is missing from the image store", job.id, path)
+            return None
+
     def picture(self, job: JobSnapshot) -> Picture | None:
         """The job's image, or a grid of its images, with its parameters; ``None`` without images."""
         images = self.load(job)

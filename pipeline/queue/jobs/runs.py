@@ -85,9 +85,10 @@ class Runs:
         model_hash: str | None,
         environment_json: str | None,
         dispatch_id: str | None = None,
+        grid: bytes | None = None,
     ) -> bool:
-        """Store the image files, then mark the job done with them (images the safety check
-        flagged are logged for the guild's admins).
+        """Store the image files (and ``grid``, the PNG of their grid), then mark the job done
+        with them (images the safety check flagged are logged for the guild's admins).
 
         With ``dispatch_id`` (a remote worker's result) the result is stored only while the job
         still runs in that dispatch; ``False`` when it was discarded as a late duplicate.
@@ -110,6 +111,7 @@ class Runs:
                     flagged=image.flagged,
                 )
             )
+        grid_file = self._store.put(grid, suffix=".png") if grid is not None else None
         try:
             with self._store.session() as session:
                 job = finish_job(
@@ -120,6 +122,7 @@ class Runs:
                     model_hash=model_hash,
                     environment_json=environment_json,
                     dispatch_id=dispatch_id,
+                    grid_path=grid_file.path if grid_file is not None else None,
                 )
                 flagged = [image.index + 1 for image in images if image.flagged]
                 if flagged:

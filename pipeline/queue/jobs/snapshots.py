@@ -134,6 +134,8 @@ class JobSnapshot:
     """The remote batch it runs (or ran) in, when a remote GPU worker made it."""
     worker: str | None = None
     """The remote GPU worker that runs (or made) it."""
+    grid_path: str | None = None
+    """Its grid, as posted, in the image store (jobs of several images made since 0009)."""
 
     @property
     def finished(self) -> bool:
@@ -202,6 +204,7 @@ class JobSnapshot:
             owner_id=job.owner_id,
             dispatch_id=job.dispatch_id,
             worker=job.worker,
+            grid_path=job.grid_path,
         )
 
 

@@ -30,7 +30,7 @@ from pipeline.queue.local_executor import LocalExecutor
 from pipeline.queue.remote import wire
 from pipeline.queue.remote.celery_app import TASK_NAME, queue_for
 from pipeline.queue.remote.fleet import Fleet
-from pipeline.queue.worker import encode_image, environment_json
+from pipeline.queue.worker import encode_grid, encode_image, environment_json
 from pipeline.queue.worker_status import WorkerStatus
 
 if TYPE_CHECKING:
@@ -178,6 +178,7 @@ class GpuWorker:
             result.model_name,
             result.model_hash,
             environment_json(result),
+            grid=encode_grid(result),
         )
 
 

@@ -154,6 +154,7 @@ def outcomes_message(outcomes: Iterable[Encoded | Failed | Stopped]) -> dict[str
                     "model_name": outcome.model_name,
                     "model_hash": outcome.model_hash,
                     "environment_json": outcome.environment_json,
+                    "grid": _b64(outcome.grid) if outcome.grid is not None else None,
                 }
             )
         elif isinstance(outcome, Failed):
@@ -188,6 +189,7 @@ def read_outcomes(message: Mapping[str, Any]) -> list[Outcome]:
                     model_name=item.get("model_name"),
                     model_hash=item.get("model_hash"),
                     environment_json=item.get("environment_json"),
+                    grid=_unb64(item["grid"]) if item.get("grid") else None,
                 )
                 outcomes.append(encoded)
             elif kind == "failed":
