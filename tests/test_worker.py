@@ -253,6 +253,36 @@ def test_recover_requeues_a_job_left_running(services: Services) -> None:
     assert services.worker.recover() == []
 
 
+def test_the_next_batch_is_chosen_while_the_last_one_finishes(
+    services: Services, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Three jobs of three sizes (three batches): the second and third were chosen in the
+    planner thread, during the batch before, and the three ran in the fair order."""
+    worker = services.worker
+    chosen_in: list[str] = []
+    real_choose = worker._choose
+
+    def choose() -> Any:
+        batch = real_choose()
+        if batch:
+            chosen_in.append(threading.current_thread().name.split("_")[0])
+        return batch
+
+    monkeypatch.setattr(worker, "_choose", choose)
+    jobs = [
+        services.jobs.submit(small_request(seed=n, width=64 * (n + 1)), requester=member(n + 1))
+        for n in range(3)
+    ]
+    while worker.run_once():
+        pass
+    worker.stop()  # the last saves finish
+
+    assert [services.jobs.get(job.id).status for job in jobs] == ["done"] * 3
+    assert chosen_in == ["MainThread", "nanke-planner", "nanke-planner"]
+    started = [services.jobs.get(job.id).started_at for job in jobs]
+    assert started == sorted(started)
+
+
 def test_the_worker_thread_runs_queued_jobs_until_stopped(services: Services) -> None:
     events = Recorder()
     services.worker.events = events

@@ -13,7 +13,7 @@ import logging
 import os
 import threading
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from concurrent.futures import Future, ThreadPoolExecutor
 
 from PIL import Image
@@ -26,7 +26,7 @@ from pipeline.errors import ModelError, PipelineError
 from pipeline.queue.doorbell import Doorbell
 from pipeline.queue.executor import Encoded, Executor, Failed, Generated, Returned, Stopped, Task
 from pipeline.queue.jobs import ImageFile, JobService, JobSnapshot
-from pipeline.queue.scheduler import FairScheduler
+from pipeline.queue.scheduler import FairScheduler, QueuedJob
 
 log = logging.getLogger(__name__)
 
@@ -118,11 +118,8 @@ class JobRunner:
 
     def start(self, job_ids: Sequence[int], *, worker: str | None = None) -> list[JobSnapshot]:
         """Queued → running for each of ``job_ids`` (in this runner's dispatch, sent to ``worker``);
-        a job cancelled, deleted or taken by another worker meanwhile is skipped."""
-        started = (
-            self.jobs.runs.start(job_id, dispatch_id=self.dispatch_id, worker=worker) for job_id in job_ids
-        )
-        return [job for job in started if job is not None]
+        a job cancelled, deleted or taken by another worker meanwhile is skipped. One transaction."""
+        return self.jobs.runs.start_all(job_ids, dispatch_id=self.dispatch_id, worker=worker)
 
     def run(self, job_ids: Sequence[int], *, events: WorkerEvents | None = None) -> list[Finished]:
         """Generate ``job_ids`` (compatible, queued jobs); return each started job's result, unsaved.
@@ -405,6 +402,8 @@ class Worker:
         self._thread: threading.Thread | None = None
         self._saver: ThreadPoolExecutor | None = None
         self._saver_lock = threading.Lock()
+        self._planner = ThreadPoolExecutor(max_workers=1, thread_name_prefix="nanke-planner")
+        self._planned: Future[list[QueuedJob]] | None = None
 
     def recover(self) -> list[int]:
         """Put jobs left ``running`` by a crash back in the queue (call before :meth:`start`)."""
@@ -440,18 +439,42 @@ class Worker:
             saver, self._saver = self._saver, None
         if saver is not None:
             saver.shutdown(wait=True)
+        self._planned = None  # chosen for a batch that will not follow: chosen afresh at the next start
 
     def run_once(self) -> bool:
-        """Run the next batch if there is one; ``True`` when something ran."""
-        batch = self.scheduler.next_batch(self.runner.jobs.runnable(), max_pixels=self.batch_pixels)
+        """Run the next batch if there is one; ``True`` when something ran.
+
+        The batch after it is chosen while its last denoising step and its decoding run (reading
+        and parsing the queue, the scheduler's choice), so the GPU does not wait for the database
+        between batches; jobs queued after that moment wait for the batch after.
+        """
+        batch = self._take_planned() or self._choose()
         if not batch:
             return False
         self.scheduler.served(batch)
         job_ids = [job.job_id for job in batch]
-        finished = self.runner.run(job_ids, events=self.events)
+        finished = self.runner.run(job_ids, events=_PlanningAhead(self.events, self._plan))
         if finished:
             self._save_later(finished)
         return True
+
+    def _choose(self) -> list[QueuedJob]:
+        return self.scheduler.next_batch(self.runner.jobs.runnable(), max_pixels=self.batch_pixels)
+
+    def _plan(self) -> None:
+        """Choose the next batch in the planner thread (once per batch)."""
+        if self._planned is None and not self._stop.is_set():
+            self._planned = self._planner.submit(self._choose)
+
+    def _take_planned(self) -> list[QueuedJob]:
+        planned, self._planned = self._planned, None
+        if planned is None:
+            return []
+        try:
+            return planned.result()
+        except Exception:
+            log.exception("choosing the next batch ahead failed; choosing it now")
+            return []
 
     def _save_later(self, finished: list[Finished]) -> None:
         """Hand ``finished`` to the saver thread (started on first use, and again after a restart).
@@ -480,6 +503,26 @@ class Worker:
             if not ran and not self._stop.is_set():
                 self._wake.wait(self.poll_interval)
         log.info("worker stopped")
+
+
+class _PlanningAhead(WorkerEvents):
+    """Passes the batch's events on, and has the next batch chosen once a group reaches its last
+    denoising step (its decoding, the safety check and the batch's other groups still to come)."""
+
+    def __init__(self, events: WorkerEvents, plan: Callable[[], None]) -> None:
+        self.events = events
+        self.plan = plan
+
+    def progress(self, job_id: int, step: int, total: int, elapsed_s: float) -> None:
+        self.events.progress(job_id, step, total, elapsed_s)
+        if step >= total:
+            self.plan()
+
+    def preview(self, job_id: int, images: Sequence[Image.Image]) -> None:
+        self.events.preview(job_id, images)
+
+    def finished(self, job_id: int) -> None:
+        self.events.finished(job_id)
 
 
 def _log_save_failure(future: Future[None]) -> None:

@@ -65,16 +65,26 @@ class Runs:
 
         ``dispatch_id`` and ``worker`` record the remote batch it is sent in.
         """
+        started = self.start_all([job_id], dispatch_id=dispatch_id, worker=worker)
+        return started[0] if started else None
+
+    def start_all(
+        self, job_ids: Sequence[int], *, dispatch_id: str | None = None, worker: str | None = None
+    ) -> list[JobSnapshot]:
+        """:meth:`start` for a batch, in one transaction (one commit, not one per job); the jobs
+        that could start, in order."""
+        started = []
         with self._store.session() as session:
-            try:
-                job = start_job(session, job_id=job_id, dispatch_id=dispatch_id, worker=worker)
-            except InvalidTransition as error:
-                log.info("job %d not started: %s", job_id, error)
-                return None
-            if job is None:
-                return None
-            session.flush()
-            return JobSnapshot.of(job)
+            for job_id in job_ids:
+                try:
+                    job = start_job(session, job_id=job_id, dispatch_id=dispatch_id, worker=worker)
+                except InvalidTransition as error:
+                    log.info("job %d not started: %s", job_id, error)
+                    continue
+                if job is not None:
+                    session.flush()
+                    started.append(JobSnapshot.of(job))
+        return started
 
     def finish(
         self,
