@@ -119,7 +119,8 @@ class App:
             max_pixels=self.settings.max_pixels,
             max_queued_per_user=self.settings.max_queued_per_user,
             on_submit=self.doorbell.ring,
-            check=self.resources.check,
+            # With remote GPU workers the LoRA and VAE files are theirs: they refuse a missing one
+            check=None if self.settings.broker_url else self.resources.check,
             workers=self.remote_workers if self.settings.broker_url else None,
         )
 

@@ -192,3 +192,16 @@ def test_a_batch_an_idle_worker_never_takes_goes_back_without_costing_an_attempt
         app.close()
     finally:
         redis.stop()
+
+
+def test_with_workers_the_bot_leaves_lora_checks_to_them(tmp_path: Path, tiny_model_dir: Path) -> None:
+    """The bot box may have no LoRA folder: a prompt's LoRA is checked by the worker that runs it."""
+    environ = {"NANKE_DATA_DIR": str(tmp_path), "NANKE_MODEL": str(tiny_model_dir)}
+    request = GenerationRequest(prompt="fox <lora:only-on-the-gpu-box:0.8>", width=64, height=64)
+    embedded = App(load_settings(environ, dotenv=None))
+    with pytest.raises(PipelineError, match="no LoRA called"):
+        embedded.jobs.submit(request, requester=Requester(name="m"))
+    embedded.close()
+    remote = App(load_settings({**environ, "NANKE_BROKER_URL": "redis://127.0.0.1:1/0"}, dotenv=None))
+    assert remote.jobs.submit(request, requester=Requester(name="m")).status == "queued"
+    remote.close()
