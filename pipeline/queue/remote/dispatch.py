@@ -173,6 +173,8 @@ class RemoteExecutor:
             except Exception as error:
                 outage.failed(error)
                 self.detach.wait(1.0)
+                # Silence while Redis is down says nothing of the worker: its time starts again
+                seen_worker = time.monotonic()
                 continue
             # The outcome
             if state == "SUCCESS":
