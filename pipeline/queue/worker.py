@@ -230,21 +230,22 @@ class JobRunner:
         images and grids come encoded already.
         """
         events = events or WorkerEvents()
-        encoding = [_encoding(item) for item in finished]
-        for item, (files, grid, environment_json) in zip(finished, encoding, strict=True):
+        pending = [encode_later(item) for item in finished]
+        for item, encoded in zip(finished, pending, strict=True):
             job_id = item.job_id
             try:
                 if self.jobs.runs.cancel_requested(job_id):
                     self._record_each([job_id], cancelled=True, events=events)
                     continue
+                made = encoded()
                 stored = self.jobs.runs.finish(
                     job_id,
-                    images=[file.result() if isinstance(file, Future) else file for file in files],
-                    model_name=item.result.model_name if isinstance(item, Generated) else item.model_name,
-                    model_hash=item.result.model_hash if isinstance(item, Generated) else item.model_hash,
-                    environment_json=environment_json,
+                    images=made.images,
+                    model_name=made.model_name,
+                    model_hash=made.model_hash,
+                    environment_json=made.environment_json,
                     dispatch_id=self.dispatch_id,
-                    grid=grid.result() if isinstance(grid, Future) else grid,
+                    grid=made.grid,
                 )
             except Exception:
                 log.exception("saving the images of job %d failed", job_id)
@@ -283,16 +284,26 @@ class JobRunner:
             _announce(events, job_id)
 
 
-def _encoding(
-    item: Finished,
-) -> tuple[list[Future[ImageFile] | ImageFile], Future[bytes | None] | bytes | None, str | None]:
-    """``item``'s image files and grid (being encoded, or encoded already) and its environment JSON."""
+def encode_later(item: Finished) -> Callable[[], Encoded]:
+    """Start encoding ``item``'s PNGs (each image's and the grid's) side by side on the encoder
+    threads; the function returned waits for them. A remote worker's come encoded already."""
     if isinstance(item, Encoded):
-        return list(item.images), item.grid, item.environment_json
-    files: list[Future[ImageFile] | ImageFile] = [
-        ENCODERS.submit(encode_image, item.result, image) for image in item.result.images
-    ]
-    return files, ENCODERS.submit(encode_grid, item.result), environment_json(item.result)
+        return lambda: item
+    result = item.result
+    images = [ENCODERS.submit(_encode_image, result, image) for image in result.images]
+    grid = ENCODERS.submit(_encode_grid, result)
+
+    def encoded() -> Encoded:
+        return Encoded(
+            item.job_id,
+            tuple(image.result() for image in images),
+            result.model_name,
+            result.model_hash,
+            _environment_json(result),
+            grid=grid.result(),
+        )
+
+    return encoded
 
 
 def _parameters(result: GenerationResult, generated: GeneratedImage) -> str:
@@ -306,7 +317,7 @@ def _parameters(result: GenerationResult, generated: GeneratedImage) -> str:
     )
 
 
-def encode_image(result: GenerationResult, generated: GeneratedImage) -> ImageFile:
+def _encode_image(result: GenerationResult, generated: GeneratedImage) -> ImageFile:
     """One finished image as the PNG that is stored: its pixels and A1111's ``parameters`` text."""
     image = generated.image
     return ImageFile(
@@ -319,7 +330,7 @@ def encode_image(result: GenerationResult, generated: GeneratedImage) -> ImageFi
     )
 
 
-def encode_grid(result: GenerationResult) -> bytes | None:
+def _encode_grid(result: GenerationResult) -> bytes | None:
     """The PNG a delivery of all of ``result``'s images posts: their grid, with the first image's
     parameters (as the WebUI does); ``None`` for a single image, whose own PNG is posted."""
     if len(result.images) < 2:
@@ -531,7 +542,7 @@ def _log_save_failure(future: Future[None]) -> None:
         log.error("saving a batch failed", exc_info=error)
 
 
-def environment_json(result: GenerationResult) -> str:
+def _environment_json(result: GenerationResult) -> str:
     """What the job's row records of how it was made: the engine's environment, whether the
     float32 VAE retry ran, and the LoRA, embedding and VAE files used."""
     return json.dumps(

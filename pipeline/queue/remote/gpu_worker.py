@@ -30,7 +30,7 @@ from pipeline.queue.local_executor import LocalExecutor
 from pipeline.queue.remote import wire
 from pipeline.queue.remote.celery_app import TASK_NAME, queue_for
 from pipeline.queue.remote.fleet import Fleet
-from pipeline.queue.worker import encode_grid, encode_image, environment_json
+from pipeline.queue.worker import encode_later
 from pipeline.queue.worker_status import WorkerStatus
 
 if TYPE_CHECKING:
@@ -59,6 +59,8 @@ class GpuWorker:
         self.engines = engines
         self.fleet = fleet
         self.executor = LocalExecutor(engines, previews=previews)
+        self.default_model = engines.catalog.resolve(None).name
+        """The model a request that names none gets (NANKE_MODEL: it does not change while running)."""
         self.instance = uuid.uuid4().hex
         self.host = socket.gethostname()
         self.started_at = time.time()
@@ -94,7 +96,6 @@ class GpuWorker:
             images = sum(count for count, _ in self._speed)
             seconds = sum(spent for _, spent in self._speed)
             made = self._made
-        default = self.engines.catalog.resolve(None).name
         return WorkerStatus(
             name=self.name,
             host=self.host,
@@ -102,7 +103,7 @@ class GpuWorker:
             pid=os.getpid(),
             gpu=device_name(self.engines.device),
             device=str(self.engines.device),
-            default_model=default,
+            default_model=self.default_model,
             models=tuple(self.engines.loaded()),
             available=tuple(self.engines.catalog.names()),
             batch_pixels=self.engines.batch_pixels(),
@@ -156,7 +157,9 @@ class GpuWorker:
             progress = _Reporter(report)
             cancel = _CancelCheck(self.fleet, dispatch_id)
             outcomes = self.executor.run(tasks, sources=sources, on_step=progress, should_cancel=cancel)
-            encoded = [self._encoded(outcome) for outcome in outcomes]
+            # Each group's PNGs are encoded on the encoder threads while the next group generates
+            pending = [self._encoding(outcome) for outcome in outcomes]
+            encoded = [later() for later in pending]
             made = sum(len(item.images) for item in encoded if isinstance(item, Encoded))
             return wire.outcomes_message(encoded)
         finally:
@@ -168,18 +171,14 @@ class GpuWorker:
                     self._speed.append((made, time.monotonic() - began))
             self._announce()
 
-    def _encoded(self, outcome: Generated | Failed | Stopped) -> Encoded | Failed | Stopped:
+    def _encoding(self, outcome: Generated | Failed | Stopped) -> Callable[[], Encoded | Failed | Stopped]:
+        """``outcome`` ready to send: a job's images, their PNGs being encoded (its environment
+        names this worker); any other outcome as it is."""
         if not isinstance(outcome, Generated):
-            return outcome
-        result = replace(outcome.result, environment={**outcome.result.environment, "worker": self.name})
-        return Encoded(
-            outcome.job_id,
-            tuple(encode_image(result, image) for image in result.images),
-            result.model_name,
-            result.model_hash,
-            environment_json(result),
-            grid=encode_grid(result),
-        )
+            return lambda: outcome
+        result = outcome.result
+        signed = replace(result, environment={**result.environment, "worker": self.name})
+        return encode_later(Generated(outcome.job_id, signed))
 
 
 class _Reporter:
