@@ -40,7 +40,7 @@ from pipeline.queue.jobs import JobSnapshot
 from pipeline.queue.remote import wire
 from pipeline.queue.remote.celery_app import TASK_NAME, queue_for
 from pipeline.queue.remote.fleet import Fleet
-from pipeline.queue.scheduler import FairScheduler, QueuedJob
+from pipeline.queue.scheduler import FairScheduler
 from pipeline.queue.worker import JobRunner, Worker, WorkerEvents
 from pipeline.queue.worker_status import WorkerStatus
 
@@ -338,21 +338,13 @@ class Dispatcher(Worker):
         if batches is not None:
             batches.shutdown(wait=True)
 
-    def workers(self) -> list[WorkerStatus]:
-        """The workers that announced themselves lately (``[]`` while Redis cannot be reached)."""
-        try:
-            return self.fleet.workers()
-        except Exception as error:
-            self._outage.failed(error)
-            return []
-
     def run_once(self) -> bool:
         """Dispatch the next batch to a free worker; ``True`` when one was sent."""
         # 1. Batches that were running when the bot stopped
         with self._lock:
             adopt, self._adopt = self._adopt, []
         for dispatch_id, worker, jobs in adopt:
-            self._launch(dispatch_id, worker or "", list(jobs), resume=True)
+            self._launch(dispatch_id, worker or "", [job.id for job in jobs], started=jobs)
         # 2. The free workers (none while Redis is down: the jobs wait in the database)
         try:
             everyone = self.fleet.workers()
@@ -372,7 +364,7 @@ class Dispatcher(Worker):
         if worker is None:
             return bool(adopt)
         self.scheduler.served(batch)
-        self._dispatch(batch, worker.name)
+        self._launch(uuid.uuid4().hex, worker.name, [job.job_id for job in batch])
         return True
 
     def _free(self, workers: Sequence[WorkerStatus]) -> list[WorkerStatus]:
@@ -388,14 +380,11 @@ class Dispatcher(Worker):
             unavailable = self._busy.keys() | self._held.keys() | self._cooling.keys()
             return [worker for worker in workers if not worker.busy and worker.name not in unavailable]
 
-    def _dispatch(self, batch: Sequence[QueuedJob], worker: str) -> None:
-        dispatch_id = uuid.uuid4().hex
-        runner = self.runner.bound(executor=self.runner.executor, dispatch_id=dispatch_id)
-        started = runner.start([job.job_id for job in batch], worker=worker)
-        if started:
-            self._launch(dispatch_id, worker, started, resume=False)
-
-    def _launch(self, dispatch_id: str, worker: str, jobs: list[JobSnapshot], *, resume: bool) -> None:
+    def _launch(
+        self, dispatch_id: str, worker: str, job_ids: Sequence[int], *, started: Sequence[JobSnapshot] = ()
+    ) -> None:
+        """Start ``job_ids`` in the dispatch ``dispatch_id`` on ``worker`` and wait for it in a
+        thread; with ``started``, the jobs of a dispatch sent before (by an earlier run of the bot)."""
         executor = RemoteExecutor(
             celery=self.celery,
             fleet=self.fleet,
@@ -405,9 +394,12 @@ class Dispatcher(Worker):
             batch_timeout_s=self.batch_timeout_s,
             detach=self._detach,
             previews=self.previews,
-            resume=resume,
+            resume=bool(started),
         )
         runner = self.runner.bound(executor=executor, dispatch_id=dispatch_id)
+        jobs = list(started) or runner.start(job_ids, worker=worker)
+        if not jobs:
+            return
         with self._lock:
             self._busy[worker] = dispatch_id
         if self._batches is None:  # the threads that wait for batches, made on first use
