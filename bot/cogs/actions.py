@@ -17,14 +17,7 @@ import discord
 from bot.buttons import JOB_ID, CustomId, Feature, JobButton, visible_job
 from bot.cogs.canvas import DYNAMIC_ITEMS as CANVAS_ITEMS
 from bot.cogs.canvas import canvas_rows
-from bot.cogs.community import (
-    INPUT_LABEL_LIMIT,
-    MODAL_TITLE_LIMIT,
-    PROMPT_INPUT_MAX,
-    LikeButton,
-    ShareButton,
-    UseButton,
-)
+from bot.cogs.community import MODAL_TITLE_LIMIT, LikeButton, ShareButton, UseButton, prompt_input
 from bot.errors import NETWORK_ERRORS, JobGone, report_error
 from bot.i18n import ENGLISH, Texts, for_interaction
 from bot.interactions import destination_of, requester_of, viewer_of
@@ -67,20 +60,12 @@ class RemixChildModal(discord.ui.Modal):
         self.actions = actions
         self.parent_id = parent.id
         self.child = {"action": action, "index": index, "strength": strength, "canvas": canvas}
-        self.prompt: discord.ui.TextInput[RemixChildModal] = discord.ui.TextInput(
-            label=texts("remix.child_prompt")[:INPUT_LABEL_LIMIT],
-            style=discord.TextStyle.paragraph,
-            default=parent.request.prompt[:PROMPT_INPUT_MAX],
-            max_length=PROMPT_INPUT_MAX,
-            custom_id="prompt",
-        )
-        self.negative: discord.ui.TextInput[RemixChildModal] = discord.ui.TextInput(
-            label=texts("remix.child_negative")[:INPUT_LABEL_LIMIT],
-            style=discord.TextStyle.paragraph,
-            default=parent.request.negative_prompt[:PROMPT_INPUT_MAX] or None,
-            max_length=PROMPT_INPUT_MAX,
-            required=False,
+        self.prompt = prompt_input(texts("remix.child_prompt"), parent.request.prompt)
+        self.negative = prompt_input(
+            texts("remix.child_negative"),
+            parent.request.negative_prompt,
             custom_id="negative",
+            required=False,
         )
         self.add_item(self.prompt)
         self.add_item(self.negative)

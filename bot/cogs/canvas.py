@@ -17,7 +17,7 @@ from typing import Any
 import discord
 
 from bot.buttons import JOB_ID, CustomId, JobButton, RefusedButton, admitted, visible_job
-from bot.cogs.community import INPUT_LABEL_LIMIT, MODAL_TITLE_LIMIT, PROMPT_INPUT_MAX
+from bot.cogs.community import MODAL_TITLE_LIMIT, prompt_input
 from bot.errors import report_error
 from bot.i18n import ENGLISH, Texts, for_interaction
 from pipeline.domain.canvas import GRID
@@ -152,13 +152,7 @@ class RegionModal(discord.ui.Modal):
         self.actions = actions
         self.parent_id = parent.id
         self.canvas = canvas
-        self.prompt: discord.ui.TextInput[RegionModal] = discord.ui.TextInput(
-            label=texts("remix.child_prompt")[:INPUT_LABEL_LIMIT],
-            style=discord.TextStyle.paragraph,
-            default=parent.request.prompt[:PROMPT_INPUT_MAX],
-            max_length=PROMPT_INPUT_MAX,
-            custom_id="prompt",
-        )
+        self.prompt = prompt_input(texts("remix.child_prompt"), parent.request.prompt)
         self.add_item(self.prompt)
         self.negative = parent.request.negative_prompt
 

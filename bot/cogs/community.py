@@ -8,7 +8,7 @@ job, or someone else's private job, is "not found". ``custom_id``: ``nk:like:<jo
 from __future__ import annotations
 
 import logging
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 import discord
 
@@ -36,6 +36,21 @@ PROMPT_INPUT_MAX = 2000
 MODAL_TITLE_LIMIT = 45
 INPUT_LABEL_LIMIT = 45
 """Discord's longest modal title and text input label."""
+
+
+def prompt_input(
+    label: str, text: str, *, custom_id: str = "prompt", required: bool = True
+) -> discord.ui.TextInput[Any]:
+    """A paragraph field for a prompt, labelled ``label`` and filled with ``text``, within
+    Discord's limits."""
+    return discord.ui.TextInput(
+        label=label[:INPUT_LABEL_LIMIT],
+        style=discord.TextStyle.paragraph,
+        default=text[:PROMPT_INPUT_MAX] or None,
+        max_length=PROMPT_INPUT_MAX,
+        required=required,
+        custom_id=custom_id,
+    )
 
 
 class Community(Feature):
@@ -131,13 +146,7 @@ class RemixModal(discord.ui.Modal):
         )
         self.submitter = submitter
         self.job_id = job.id
-        self.prompt: discord.ui.TextInput[RemixModal] = discord.ui.TextInput(
-            label=texts("remix.prompt")[:INPUT_LABEL_LIMIT],
-            style=discord.TextStyle.paragraph,
-            default=format_prompt(job.request)[:PROMPT_INPUT_MAX],
-            max_length=PROMPT_INPUT_MAX,
-            custom_id="prompt",
-        )
+        self.prompt = prompt_input(texts("remix.prompt"), format_prompt(job.request))
         self.add_item(self.prompt)
 
     async def on_submit(self, interaction: discord.Interaction) -> None:  # type: ignore[override]
