@@ -67,7 +67,7 @@ class Settings:
     """NANKE_LOW_VRAM: trade speed for memory (attention and VAE slicing, tiled VAE, model CPU offload)."""
     gpu_tuning: tuple[str, ...] = ()
     """NANKE_GPU_TUNING: comma-separated GPU speed-ups to turn on (tf32, channels_last, fuse_qkv,
-    compile); each may change the last bits of some pixels, so none is on by default."""
+    compile, cuda_graphs); each may change the last bits of some pixels, so none is on by default."""
     job_timeout_s: int = 1800
     """NANKE_JOB_TIMEOUT: seconds a job may generate before it is stopped and failed (0: no limit)."""
     api_port: int = 0

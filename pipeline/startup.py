@@ -51,12 +51,16 @@ def prepare(settings: Settings, *, load_model: bool = True) -> App:
 
 
 def load_default_model(app: App) -> None:
-    """Load the default model now (a Hub model is downloaded), and compile it if asked to."""
+    """Load the default model now (a Hub model is downloaded), and compile it or capture its CUDA
+    graphs for the common shapes if asked to."""
     settings = app.settings
     log.info("loading the default model %s", settings.model)
     engine = app.engines.engine_for(None)
     if "compile" in settings.gpu_tuning:
         log.info("compiling the UNet for the common batch shapes (a minute or more)")
+        engine.warm_up()
+    elif engine.graphs is not None:
+        log.info("capturing CUDA graphs of the UNet for the common batch shapes")
         engine.warm_up()
     log.info("model %s is ready on %s", engine.model.name, engine.device)
 

@@ -30,11 +30,13 @@ log = logging.getLogger(__name__)
 
 @dataclass(frozen=True)
 class Chosen:
-    """What :meth:`Choices.apply` set: one dict of infotext pairs per request, and whether the
-    VAE differs from the previous batch's."""
+    """What :meth:`Choices.apply` set: one dict of infotext pairs per request, whether the VAE
+    differs from the previous batch's, and what of the UNet's state it set (the LoRA files with
+    their weights, the count of loads, and tiling: what a CUDA graph of the UNet holds)."""
 
     infotext: list[dict[str, str]]
     vae_changed: bool
+    unet_state: tuple[object, ...] = ()
 
 
 def hash_list(pairs: Sequence[tuple[str, str]]) -> str:
@@ -67,7 +69,7 @@ class Choices:
             if tag.weight != 0 and (found := self.resources.loras.find(tag.name)) is not None
         ]
         loras.sort(key=lambda pair: pair[0].name.casefold())
-        self.loras.activate(loras)
+        adapters = self.loras.activate(loras)
 
         # b. The VAE: the request's, else the configured one, else the model's own
         try:
@@ -101,7 +103,9 @@ class Choices:
             if used:
                 pairs["TI hashes"] = hash_list([(r.path.stem, r.short_hash(cache)) for r in used])
             infotext.append(pairs)
-        return Chosen(infotext=infotext, vae_changed=changed)
+        weights = tuple(float(weight) for _, weight in loras)
+        unet_state = (tuple(zip(adapters, weights, strict=True)), self.loras.loads, head.tile)
+        return Chosen(infotext=infotext, vae_changed=changed, unet_state=unet_state)
 
     def tile_float32_copy(self, vae: Any) -> None:
         """Give the engine's float32 VAE copy the padding of the VAE in use."""

@@ -138,7 +138,11 @@ class Engine:
         pipe.set_progress_bar_config(disable=True)
         if self.options.attention_slicing:
             pipe.enable_attention_slicing()
-        tuning = apply_tuning(pipe, device, self.options.tuning)
+        tuning = self.options.tuning
+        if offload and "cuda_graphs" in tuning:
+            log.warning("NANKE_GPU_TUNING cuda_graphs: not with model CPU offload (the UNet moves)")
+            tuning = tuple(name for name in tuning if name != "cuda_graphs")
+        tuned = apply_tuning(pipe, device, tuning)
 
         # 3. Keep what every batch builds from
         self.model = model
@@ -147,8 +151,10 @@ class Engine:
         self.dtype = dtype
         self.offload = offload
         self.environment = describe_environment(device, dtype)
-        if tuning:
-            self.environment["tuning"] = ",".join(tuning)
+        if tuned.applied:
+            self.environment["tuning"] = ",".join(tuned.applied)
+        self.graphs = tuned.graphs
+        """The UNet's CUDA graphs (NANKE_GPU_TUNING=cuda_graphs), else ``None``."""
         self._scheduler_config = pipe.scheduler.config
         self.choices = Choices(pipe, model, resources or Resources.none())
         """The LoRAs, embeddings, VAE and tiling a batch runs with."""
@@ -156,6 +162,7 @@ class Engine:
         self._inpaint_pipe: Any = None
         self._vae32: Any = None
         self._memory_savers = False
+        self._unet_state: tuple[object, ...] = ()
         self._lock = threading.Lock()
         log.info(
             "engine ready: model %s (%s, hash %s) on %s in %s%s",
@@ -173,9 +180,10 @@ class Engine:
 
     def warm_up(self, counts: Sequence[int] = (1, 4)) -> None:
         """Generate throw-away images at the default size once per batch size in ``counts``, so a
-        compiled UNet (NANKE_GPU_TUNING=compile) has compiled those shapes before members ask."""
+        compiled UNet (NANKE_GPU_TUNING=compile) has compiled those shapes, and CUDA graphs
+        (``cuda_graphs``) are captured for them, before members ask."""
         for count in counts:
-            request = GenerationRequest(prompt="warm-up", steps=2, seed=0, count=min(count, 4))
+            request = GenerationRequest(prompt="warm-up", steps=4, seed=0, count=min(count, 4))
             self.generate([request] * max(1, count // 4))
 
     # -- the main call --------------------------------------------------------------------------
@@ -228,6 +236,9 @@ class Engine:
             chosen = self.choices.apply(batch, pipes=[self.pipe, self._img2img_pipe, self._inpaint_pipe])
             if chosen.vae_changed:
                 self._vae32 = None
+            if self.graphs is not None and chosen.unet_state != self._unet_state:
+                self.graphs.reset()  # a graph holds the LoRA scales and padding it was captured with
+            self._unet_state = chosen.unet_state
             made = self._run_with_fallbacks(batch, slots, sources, run)
             elapsed = time.monotonic() - run.started
 
@@ -569,7 +580,12 @@ class Engine:
             vae.disable_slicing()
 
     def _enable_memory_savers(self) -> None:
+        """After out-of-memory: slice attention, slice and tile the VAE, and give up the memory
+        CUDA graphs keep (their attention would not be sliced either)."""
         self._memory_savers = True
+        if self.graphs is not None and self.graphs.enabled:
+            self.graphs.turn_off("out of memory")
+            free_memory(self.device)
         self.pipe.enable_attention_slicing()
         self.pipe.vae.enable_slicing()
         self.pipe.vae.enable_tiling()

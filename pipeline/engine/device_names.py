@@ -17,5 +17,5 @@ def is_device_name(text: str) -> bool:
     return base == "cuda" and index.isdigit()
 
 
-TUNING_CHOICES: tuple[str, ...] = ("tf32", "channels_last", "fuse_qkv", "compile")
+TUNING_CHOICES: tuple[str, ...] = ("tf32", "channels_last", "fuse_qkv", "compile", "cuda_graphs")
 """GPU speed-ups NANKE_GPU_TUNING may turn on (CUDA only; see :mod:`pipeline.engine.tuning`)."""

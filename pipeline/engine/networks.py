@@ -109,19 +109,21 @@ class LoraAdapters:
     def loaded(self) -> list[Path]:
         return list(self._adapters)
 
-    def activate(self, loras: Sequence[tuple[Resource, float]]) -> None:
-        """Turn on exactly ``loras`` (file, weight) for the next diffusers call; none: LoRAs off."""
+    def activate(self, loras: Sequence[tuple[Resource, float]]) -> list[str]:
+        """Turn on exactly ``loras`` (file, weight) for the next diffusers call; none: LoRAs off.
+        Returns the names of the adapters now on (a file loaded again gets a new name)."""
         with self._lock:
             if not loras:
                 if self._enabled:
                     self.pipe.disable_lora()
                     self._enabled = False
-                return
+                return []
             names = [self._adapter(resource, keep={r.path for r, _ in loras}) for resource, _ in loras]
             self.pipe.enable_lora()
             self.pipe.set_adapters(names, adapter_weights=[float(weight) for _, weight in loras])
             self._enabled = True
             log.debug("LoRAs on: %s", ", ".join(f"{r.name}:{w:g}" for r, w in loras))
+            return names
 
     def _adapter(self, resource: Resource, *, keep: set[Path]) -> str:
         path = resource.path
