@@ -9,7 +9,8 @@ Discord): ``--members`` members each ask for ``--requests`` 4-image grids, first
 burst), then arriving at random (Poisson) at about 80 % of the burst's rate; then one grid on an
 idle queue. Plain diffusers generates the same images at 1 and at 4 images per call. Printed: a
 table, and with ``--json`` the same figures as JSON (images/s, request latency p50/p95, time to
-first progress, the idle grid's latency, the share of wall time outside the GPU calls, ratios).
+first progress, the idle grid's latency, the share of wall time outside the GPU calls, ratios,
+and how far batched images are from the same requests generated alone).
 """
 
 from __future__ import annotations
@@ -112,7 +113,7 @@ def run_nanke(app: App, args: argparse.Namespace) -> dict[str, Any]:
         return [clock.finished_at[j] - clock.submitted[j] for j in ids]
 
     firsts = [clock.first_step[j] - clock.submitted[j] for j in burst if j in clock.first_step]
-    return {
+    return batch_identity(app, burst) | {
         "images_per_s": rate,
         "burst_latency_p50_s": percentile(latencies(burst), 0.5),
         "burst_latency_p95_s": percentile(latencies(burst), 0.95),
@@ -122,6 +123,23 @@ def run_nanke(app: App, args: argparse.Namespace) -> dict[str, Any]:
         "idle_grid_s": latencies([idle])[0],
         "outside_gpu_share": max(0.0, (wall - burst_gpu_s) / wall),
     }
+
+
+def batch_identity(app: App, job_ids: Sequence[int], *, jobs: int = 4) -> dict[str, float]:
+    """The stored images of the first ``jobs`` burst jobs (each made in a shared batch) against
+    the same requests generated alone: mean and largest absolute difference, in levels of 255."""
+    import numpy as np
+
+    engine = app.engines.engine_for(None)
+    differences = []
+    for job_id in job_ids[:jobs]:
+        job = app.jobs.get(job_id)
+        [alone] = engine.generate([job.request])
+        for stored, made in zip(app.jobs.images.load(job), alone.images, strict=True):
+            kept = np.asarray(stored.convert("RGB"), dtype=np.int16)
+            differences.append(np.abs(kept - np.asarray(made.image, dtype=np.int16)).ravel())
+    every = np.concatenate(differences)
+    return {"batched_vs_alone_mean_255": float(every.mean()), "batched_vs_alone_max_255": int(every.max())}
 
 
 def _submit(app: App, clock: Clock, prompt: str, *, member: int, args: argparse.Namespace, seed: int) -> int:
@@ -247,6 +265,7 @@ def _print_table(figures: dict[str, Any]) -> None:
         ("first progress p50 (s)", "first_progress_p50_s"),
         ("idle 4-image grid (s)", "idle_grid_s"),
         ("wall time outside GPU calls", "outside_gpu_share"),
+        ("batched vs alone |Δ| mean / max", ("batched_vs_alone_mean_255", "batched_vs_alone_max_255")),
     ]
     for label, key in rows:
         value = (

@@ -20,6 +20,8 @@ FIGURES = (
     "first_progress_p50_s",
     "idle_grid_s",
     "outside_gpu_share",
+    "batched_vs_alone_mean_255",
+    "batched_vs_alone_max_255",
 )
 
 

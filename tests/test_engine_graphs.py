@@ -18,14 +18,13 @@ import numpy as np
 import pytest
 import torch
 
-from pipeline.domain.models import ModelCatalog, load_model
-from pipeline.domain.models.resources import Resources
 from pipeline.domain.request import GenerationRequest
 from pipeline.engine.core import Engine
 from pipeline.engine.graphs import CAPTURE_AFTER, UnetGraphs
-from pipeline.engine.testmodel import make_test_lora
 
 CPU = torch.device("cpu")
+
+pytest_plugins = ["tests.fixtures_models"]
 
 
 class StandIn:
@@ -66,14 +65,8 @@ def pixels(result: Any) -> list[np.ndarray]:
 
 
 @pytest.fixture
-def engine(tiny_model_dir: Path, tmp_path: Path) -> Engine:
-    spec = ModelCatalog(str(tiny_model_dir)).resolve(None)
-    model = load_model(spec, device=CPU, dtype=torch.float32)
-    make_test_lora(tmp_path / "Lora" / "detail.safetensors", model.pipe, seed=5)
-    resources = Resources.of(
-        lora_dir=tmp_path / "Lora", embeddings_dir=None, vae_dir=None, cache_dir=tmp_path / "cache"
-    )
-    return Engine(model, resources=resources)
+def engine(resourced_engine: Engine) -> Engine:
+    return resourced_engine
 
 
 def graphed(engine: Engine, capture: StandIn) -> UnetGraphs:

@@ -283,6 +283,30 @@ def test_the_next_batch_is_chosen_while_the_last_one_finishes(
     assert started == sorted(started)
 
 
+def test_the_next_batch_s_prompts_are_encoded_while_the_last_one_finishes(services: Services) -> None:
+    """With encoding ahead on (CUDA's default), the second and third batches take the embeddings
+    the planner made during the batch before, and every image still reproduces exactly."""
+    from pipeline.engine.results import EngineOptions
+
+    services.engines.options = EngineOptions(encode_ahead=True)
+    prompts = ["a red fox", "a grey wolf at dusk", "(a lighthouse:1.2) in fog"]
+    jobs = [
+        services.jobs.submit(
+            small_request(prompt=prompt, seed=n, width=64 * (n + 1)), requester=member(n + 1)
+        )
+        for n, prompt in enumerate(prompts)
+    ]
+    while services.worker.run_once():
+        pass
+    services.worker.stop()
+
+    assert [services.jobs.get(job.id).status for job in jobs] == ["done"] * 3
+    engine = services.engines.engine_for(None)
+    assert (engine._ahead.made, engine._ahead.used) == (2, 2)
+    for job in jobs:
+        assert reproduce_job(services.jobs, services.engines, job.id).identical
+
+
 def test_the_worker_thread_runs_queued_jobs_until_stopped(services: Services) -> None:
     events = Recorder()
     services.worker.events = events

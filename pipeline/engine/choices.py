@@ -30,13 +30,11 @@ log = logging.getLogger(__name__)
 
 @dataclass(frozen=True)
 class Chosen:
-    """What :meth:`Choices.apply` set: one dict of infotext pairs per request, whether the VAE
-    differs from the previous batch's, and what of the UNet's state it set (the LoRA files with
-    their weights, the count of loads, and tiling: what a CUDA graph of the UNet holds)."""
+    """What :meth:`Choices.apply` set: one dict of infotext pairs per request, and whether the
+    VAE differs from the previous batch's."""
 
     infotext: list[dict[str, str]]
     vae_changed: bool
-    unet_state: tuple[object, ...] = ()
 
 
 def hash_list(pairs: Sequence[tuple[str, str]]) -> str:
@@ -45,7 +43,13 @@ def hash_list(pairs: Sequence[tuple[str, str]]) -> str:
 
 
 class Choices:
-    """The LoRA adapters, embeddings, VAE and tiling of one pipeline, set per batch."""
+    """The LoRA adapters, embeddings, VAE and tiling of one pipeline, set per batch.
+
+    After each :meth:`apply`, ``unet_state`` and ``text_state`` sum up what it set that the UNet
+    and the text encoders compute with (the adapters on with their weights, how many files were
+    loaded so far, tiling; the embeddings loaded): equal states compute the same. A CUDA graph of
+    the UNet and text embeddings made ahead are kept only while their state holds.
+    """
 
     def __init__(self, pipe: Any, model: Any, resources: Resources) -> None:
         self.pipe = pipe
@@ -56,6 +60,8 @@ class Choices:
         self.embeddings = Embeddings(pipe)
         self.vaes = VaeChoice(pipe)
         self._tiled = False
+        self.unet_state: tuple[object, ...] = ()
+        self.text_state: tuple[object, ...] = ()
 
     def apply(self, batch: Sequence[GenerationRequest], *, pipes: list[Any]) -> Chosen:
         head = batch[0]
@@ -103,9 +109,11 @@ class Choices:
             if used:
                 pairs["TI hashes"] = hash_list([(r.path.stem, r.short_hash(cache)) for r in used])
             infotext.append(pairs)
-        weights = tuple(float(weight) for _, weight in loras)
-        unet_state = (tuple(zip(adapters, weights, strict=True)), self.loras.loads, head.tile)
-        return Chosen(infotext=infotext, vae_changed=changed, unet_state=unet_state)
+        # e. What the UNet and the text encoders now compute with
+        on = tuple(zip(adapters, (float(weight) for _, weight in loras), strict=True))
+        self.unet_state = (on, self.loras.loads, head.tile)
+        self.text_state = (on, self.loras.loads, self.embeddings.state)
+        return Chosen(infotext=infotext, vae_changed=changed)
 
     def tile_float32_copy(self, vae: Any) -> None:
         """Give the engine's float32 VAE copy the padding of the VAE in use."""

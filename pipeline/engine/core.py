@@ -46,6 +46,7 @@ from pipeline.engine.results import (
     ModelLike,
     StepProgress,
 )
+from pipeline.engine.text_ahead import EncodedAhead
 from pipeline.engine.tuning import apply_tuning
 from pipeline.errors import BlackImageError, Cancelled, DeviceError, InvalidRequest, OutOfMemory
 
@@ -162,8 +163,11 @@ class Engine:
         self._inpaint_pipe: Any = None
         self._vae32: Any = None
         self._memory_savers = False
-        self._unet_state: tuple[object, ...] = ()
         self._lock = threading.Lock()
+        self.text_lock = threading.Lock()
+        """Held while the tokenizers and text encoders are used or changed (``generate`` and
+        :meth:`encode_ahead` may run in different threads at once)."""
+        self._ahead = EncodedAhead()
         log.info(
             "engine ready: model %s (%s, hash %s) on %s in %s%s",
             model.name,
@@ -185,6 +189,29 @@ class Engine:
         for count in counts:
             request = GenerationRequest(prompt="warm-up", steps=4, seed=0, count=min(count, 4))
             self.generate([request] * max(1, count // 4))
+
+    def encode_ahead(self, requests: Sequence[GenerationRequest]) -> bool:
+        """Encode the prompts of ``requests``, a batch that runs next, while this engine runs the
+        current one (call it from another thread). ``generate`` of exactly these requests takes
+        the embeddings instead of encoding them, if the LoRAs and embeddings it runs with are the
+        ones on now. Returns whether it encoded (off by the options, or an invalid request: no).
+        """
+        enabled = self.options.encode_ahead
+        if not (self.device.type == "cuda" if enabled is None else enabled) or self.offload or not requests:
+            return False
+        from pipeline.domain.prompt.embeddings import encode_prompt_batch
+
+        try:
+            batch = [request.validate() for request in requests]
+        except Exception:  # generate says what is wrong
+            return False
+        pairs = [(request.prompt, request.negative_prompt) for request in batch]
+        clip_skip = batch[0].clip_skip
+        with self.text_lock:
+            state = self.choices.text_state
+            embeddings = encode_prompt_batch(self.pipe, pairs, clip_skip=clip_skip)
+        self._ahead.put(pairs, clip_skip, state, embeddings)
+        return True
 
     # -- the main call --------------------------------------------------------------------------
 
@@ -233,12 +260,13 @@ class Engine:
                 head.cfg_scale,
             )
             # 4. The LoRAs, embeddings, VAE and tiling the batch asks for
-            chosen = self.choices.apply(batch, pipes=[self.pipe, self._img2img_pipe, self._inpaint_pipe])
+            unet_before = self.choices.unet_state
+            with self.text_lock:
+                chosen = self.choices.apply(batch, pipes=[self.pipe, self._img2img_pipe, self._inpaint_pipe])
             if chosen.vae_changed:
                 self._vae32 = None
-            if self.graphs is not None and chosen.unet_state != self._unet_state:
+            if self.graphs is not None and self.choices.unet_state != unet_before:
                 self.graphs.reset()  # a graph holds the LoRA scales and padding it was captured with
-            self._unet_state = chosen.unet_state
             made = self._run_with_fallbacks(batch, slots, sources, run)
             elapsed = time.monotonic() - run.started
 
@@ -405,14 +433,15 @@ class Engine:
         target.scheduler = scheduler
         self._configure_vae(head.width, head.height)
 
-        # b. Text embeddings, one row per image
+        # b. Text embeddings, one row per image (made ahead, while the batch before ran, if they were)
         positions = list(dict.fromkeys(slot.request for slot in slots))
         counts = [sum(1 for slot in slots if slot.request == position) for position in positions]
-        embeddings = encode_prompt_batch(
-            self.pipe,
-            [(batch[position].prompt, batch[position].negative_prompt) for position in positions],
-            clip_skip=head.clip_skip,
-        ).repeat_each(counts)
+        pairs = [(batch[position].prompt, batch[position].negative_prompt) for position in positions]
+        with self.text_lock:
+            encoded = self._ahead.take(pairs, head.clip_skip, self.choices.text_state)
+            if encoded is None:
+                encoded = encode_prompt_batch(self.pipe, pairs, clip_skip=head.clip_skip)
+        embeddings = encoded.repeat_each(counts)
 
         # c. One CPU generator per image
         generators = [torch.Generator("cpu").manual_seed(slot.seed) for slot in slots]

@@ -81,6 +81,11 @@ class Embeddings:
     def names(self) -> list[str]:
         return sorted(self._loaded)
 
+    @property
+    def state(self) -> tuple[tuple[str, int, int], ...]:
+        """The files loaded (name, size and time stamp): it changes when the loaded set does."""
+        return self._state
+
     def refresh(self, folder: ResourceFolder) -> None:
         """Load what the folder holds now, if it changed since the last call."""
         resources = folder.all()

@@ -17,6 +17,7 @@ from pipeline.engine.devices import pick_device, pick_dtype
 from pipeline.engine.results import EngineOptions, GenerationResult
 from pipeline.engine.safety import SafetyChecker
 from pipeline.engine.upscaler import UpscalerEngine
+from pipeline.errors import ModelError
 
 log = logging.getLogger(__name__)
 
@@ -80,6 +81,19 @@ class EnginePool:
             if variant is not None:
                 return self.engine_for(variant.name)
         return self.engine_for(request.model)
+
+    def loaded_for(self, request: GenerationRequest) -> Engine | None:
+        """The engine :meth:`for_request` would give ``request`` if it is loaded now and is a
+        model's engine (not the dedicated upscaler); ``None`` otherwise. Never loads anything."""
+        if request.mode == "upscale" and self.upscaler:
+            return None
+        try:
+            variant = self.catalog.inpainting_variant(request.model) if request.mode == "inpaint" else None
+            name = variant.name if variant is not None else self.catalog.resolve(request.model).name
+        except ModelError:
+            return None
+        with self._lock:
+            return self._engines.get(name)
 
     def checker(self) -> SafetyChecker | None:
         """The image safety check, loaded on first use; ``None`` when none is configured."""

@@ -55,6 +55,10 @@ class EngineOptions:
     noise_ahead: bool | None = None
     """Draw ancestral samplers' per-step noise one step ahead in a thread (see
     :mod:`pipeline.engine.noise`; the images are the same either way); ``None``: on CUDA only."""
+    encode_ahead: bool | None = None
+    """Let :meth:`~pipeline.engine.Engine.encode_ahead` encode the next batch's prompts while the
+    current batch runs (see :mod:`pipeline.engine.text_ahead`; the images are the same either
+    way); ``None``: on CUDA only (on the CPU it would take cores from the batch that runs)."""
     allow_half_on_cpu: bool = False
     """For tests only: run float16/bfloat16 on the CPU (slow, and some kernels are missing), so the
     half-precision code paths are covered on machines without a GPU."""

@@ -118,3 +118,9 @@ class Executor(Protocol):
         batch: the tasks with no outcome stay running, and the next start picks them up again).
         """
         ...
+
+    def prepare(self, tasks: Sequence[Task]) -> None:
+        """``tasks`` are the batch that runs next: prepare what can be prepared for it while the
+        current batch runs (called from another thread than :meth:`run`). Only a head start:
+        :meth:`run` must give the same outcomes with or without it."""
+        ...

@@ -58,6 +58,20 @@ class LocalExecutor:
         for group in groups:
             yield from self._generate(engine, group, sources, on_step, should_cancel)
 
+    def prepare(self, tasks: Sequence[Task]) -> None:
+        """Encode the prompts of ``tasks`` on their model's engine if it is loaded (nothing is
+        loaded here), one group per prompt length as :meth:`run` will (see
+        :meth:`Engine.encode_ahead <pipeline.engine.core.Engine.encode_ahead>`)."""
+        if not tasks:
+            return
+        engine = self.engines.loaded_for(tasks[0].request)
+        if engine is None:
+            return
+        with engine.text_lock:
+            groups = by_chunk_count(engine, tasks)
+        for group in groups:
+            engine.encode_ahead([replace(task.request, model=engine.model.name) for task in group])
+
     def _generate(
         self,
         engine: Runner,

@@ -121,6 +121,14 @@ class JobRunner:
         a job cancelled, deleted or taken by another worker meanwhile is skipped. One transaction."""
         return self.jobs.runs.start_all(job_ids, dispatch_id=self.dispatch_id, worker=worker)
 
+    def prepare(self, queued: Sequence[QueuedJob]) -> None:
+        """Let the executor prepare ``queued``, the batch after the current one, while the current
+        one runs. A failure here costs only the head start."""
+        try:
+            self.executor.prepare([Task(job.job_id, job.request) for job in queued])
+        except Exception:
+            log.warning("preparing the next batch ahead failed; it is prepared when it runs", exc_info=True)
+
     def run(self, job_ids: Sequence[int], *, events: WorkerEvents | None = None) -> list[Finished]:
         """Generate ``job_ids`` (compatible, queued jobs); return each started job's result, unsaved.
 
@@ -456,7 +464,8 @@ class Worker:
         """Run the next batch if there is one; ``True`` when something ran.
 
         The batch after it is chosen while its last denoising step and its decoding run (reading
-        and parsing the queue, the scheduler's choice), so the GPU does not wait for the database
+        and parsing the queue, the scheduler's choice, then the executor's preparation: its
+        prompts' text embeddings), so the GPU does not wait for the database or the text encoders
         between batches; jobs queued after that moment wait for the batch after.
         """
         batch = self._take_planned() or self._choose()
@@ -473,9 +482,15 @@ class Worker:
         return self.scheduler.next_batch(self.runner.jobs.runnable(), max_pixels=self.batch_pixels)
 
     def _plan(self) -> None:
-        """Choose the next batch in the planner thread (once per batch)."""
+        """Choose and prepare the next batch in the planner thread (once per batch)."""
         if self._planned is None and not self._stop.is_set():
-            self._planned = self._planner.submit(self._choose)
+            self._planned = self._planner.submit(self._choose_ahead)
+
+    def _choose_ahead(self) -> list[QueuedJob]:
+        batch = self._choose()
+        if batch and not self._stop.is_set():
+            self.runner.prepare(batch)
+        return batch
 
     def _take_planned(self) -> list[QueuedJob]:
         planned, self._planned = self._planned, None

@@ -116,6 +116,9 @@ class RemoteExecutor:
         self.never_taken = False
         """Whether the worker stayed idle and never took the batch."""
 
+    def prepare(self, tasks: Sequence[Task]) -> None:
+        """Nothing: the GPU worker that runs a batch prepares it (the bot holds no model)."""
+
     def run(
         self,
         tasks: Sequence[Task],
