@@ -17,6 +17,7 @@ from pipeline.domain.models.loading import load_model
 from pipeline.domain.request import GenerationRequest
 from pipeline.engine.core import Engine
 from pipeline.engine.results import EngineOptions
+from tests.test_engine import request as engine_request
 
 pytestmark = pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA GPU")
 
@@ -29,17 +30,7 @@ def cuda_engine(folder: Path, **options: Any) -> Engine:
 
 
 def request(**changes: Any) -> GenerationRequest:
-    fields: dict[str, Any] = {
-        "prompt": "a red fox in the snow",
-        "negative_prompt": "blurry",
-        "width": 64,
-        "height": 64,
-        "steps": 6,
-        "sampler": "DPM++ 2M",
-        "seed": 5,
-        "count": 4,
-    }
-    return GenerationRequest(**{**fields, **changes})
+    return engine_request(**{**{"steps": 6, "sampler": "DPM++ 2M", "seed": 5, "count": 4}, **changes})
 
 
 def pixels(results: Any) -> list[np.ndarray]:

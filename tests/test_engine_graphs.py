@@ -21,6 +21,7 @@ import torch
 from pipeline.domain.request import GenerationRequest
 from pipeline.engine.core import Engine
 from pipeline.engine.graphs import CAPTURE_AFTER, UnetGraphs
+from tests.test_engine import request as engine_request
 
 CPU = torch.device("cpu")
 
@@ -47,17 +48,7 @@ class StandIn:
 
 
 def request(**changes: Any) -> GenerationRequest:
-    fields: dict[str, Any] = {
-        "prompt": "a red fox in the snow",
-        "negative_prompt": "blurry",
-        "width": 64,
-        "height": 64,
-        "steps": 5,
-        "sampler": "DPM++ 2M",
-        "seed": 21,
-        "count": 2,
-    }
-    return GenerationRequest(**{**fields, **changes})
+    return engine_request(**{**{"steps": 5, "sampler": "DPM++ 2M", "seed": 21, "count": 2}, **changes})
 
 
 def pixels(result: Any) -> list[np.ndarray]:
@@ -102,6 +93,24 @@ def test_steps_replayed_from_graphs_make_the_same_pixels(engine: Engine, changes
     assert capture.captures >= 1 and graphs.replays > 0
     for one, other, third in zip(pixels(plain), pixels(replayed), pixels(again), strict=True):
         assert np.array_equal(one, other) and np.array_equal(one, third)
+
+
+def test_sdxl_steps_replayed_from_graphs_make_the_same_pixels(tiny_sdxl_dir: Path) -> None:
+    """SDXL's UNet takes its pooled text and size conditioning as ``added_cond_kwargs``."""
+    from pipeline.domain.models import ModelCatalog, load_model
+
+    model = load_model(ModelCatalog(str(tiny_sdxl_dir)).resolve(None), device=CPU, dtype=torch.float32)
+    engine = Engine(model)
+    asked = request(steps=4)
+    [plain] = engine.generate([asked])
+    capture = StandIn()
+    graphs = graphed(engine, capture)
+    [replayed] = engine.generate([asked])
+
+    assert capture.captures == 1 and graphs.replays == 2
+    assert any(name.startswith("added_cond_kwargs.") for name, *_ in next(iter(graphs._graphs)))
+    for one, other in zip(pixels(plain), pixels(replayed), strict=True):
+        assert np.array_equal(one, other)
 
 
 def test_each_shape_is_captured_once_after_its_first_calls(engine: Engine) -> None:
