@@ -109,6 +109,15 @@ class App:
     def scheduler(self) -> FairScheduler:
         return FairScheduler(max_images=self.settings.max_batch or AUTO_MAX_IMAGES)
 
+    def largest_batch(self) -> int:
+        """The most 512x512 images the embedded worker puts in one batch (NANKE_MAX_BATCH, or what
+        the GPU's memory holds up to the scheduler's limit)."""
+        if self.settings.max_batch is not None:
+            return self.settings.max_batch
+        from pipeline.engine.devices import batch_pixel_budget
+
+        return max(1, min(AUTO_MAX_IMAGES, batch_pixel_budget(self.engines.device) // (512 * 512)))
+
     @cached_property
     def jobs(self) -> JobService:
         """The job interface, on a database upgraded to the code's schema."""

@@ -56,12 +56,18 @@ def load_default_model(app: App) -> None:
     settings = app.settings
     log.info("loading the default model %s", settings.model)
     engine = app.engines.engine_for(None)
-    if "compile" in settings.gpu_tuning:
-        log.info("compiling the UNet for the common batch shapes (a minute or more)")
-        engine.warm_up()
-    elif engine.graphs is not None:
-        log.info("capturing CUDA graphs of the UNet for the common batch shapes")
-        engine.warm_up()
+    shapes = sorted({1, 4, app.largest_batch()})  # one image, one grid, a full batch
+    applied = engine.environment.get("tuning", "").split(",")  # none off the GPU
+    doing = (
+        "compiling"
+        if "compile" in applied
+        else "capturing CUDA graphs of"
+        if "cuda_graphs" in applied
+        else ""
+    )
+    if doing:
+        log.info("%s the UNet for batches of %s image(s)", doing, ", ".join(map(str, shapes)))
+        engine.warm_up(shapes)
     log.info("model %s is ready on %s", engine.model.name, engine.device)
 
 

@@ -225,3 +225,33 @@ def test_cuda_graphs_are_a_tuning_choice_checked_by_name(tmp_path: Path) -> None
     assert set(settings.gpu_tuning) == {"cuda_graphs", "channels_last"}
     with pytest.raises(SettingsError, match="NANKE_GPU_TUNING"):
         load_settings({**base, "NANKE_GPU_TUNING": "cuda_graph"}, dotenv=None)
+
+
+def test_start_up_warms_one_image_a_grid_and_a_full_batch_up(
+    tiny_model_dir: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """With the graphs on, start-up captures the common shapes; a speed-up ignored off the GPU
+    warms nothing up."""
+    from pipeline.app import App
+    from pipeline.engine import core, tuning
+    from pipeline.settings import load_settings
+    from pipeline.startup import load_default_model
+    from tests.helpers_services import settings_env
+
+    warmed: list[list[int]] = []
+    monkeypatch.setattr(Engine, "warm_up", lambda self, counts=(1, 4): warmed.append(list(counts)))
+    env = settings_env(tmp_path / "data", tiny_model_dir, NANKE_MAX_BATCH="8", NANKE_GPU_TUNING="compile")
+    app = App(load_settings(env, dotenv=None)).open()
+    load_default_model(app)
+    app.close()
+    assert warmed == []
+
+    def on_the_gpu(pipe: Any, device: torch.device, names: Any) -> tuning.Tuned:
+        return tuning.Tuned(("cuda_graphs",), UnetGraphs.install(pipe.unet, device, capture=StandIn()))
+
+    monkeypatch.setattr(core, "apply_tuning", on_the_gpu)
+    env = {**env, "NANKE_GPU_TUNING": "cuda_graphs", "NANKE_DATA_DIR": str(tmp_path / "other")}
+    app = App(load_settings(env, dotenv=None)).open()
+    load_default_model(app)
+    app.close()
+    assert warmed == [[1, 4, 8]]

@@ -183,9 +183,9 @@ class Engine:
         return self.model.architecture
 
     def warm_up(self, counts: Sequence[int] = (1, 4)) -> None:
-        """Generate throw-away images at the default size once per batch size in ``counts``, so a
-        compiled UNet (NANKE_GPU_TUNING=compile) has compiled those shapes, and CUDA graphs
-        (``cuda_graphs``) are captured for them, before members ask."""
+        """Generate throw-away images at the default size once per batch size in ``counts`` (in
+        4-image requests above 4), so a compiled UNet (NANKE_GPU_TUNING=compile) has compiled
+        those shapes, and CUDA graphs (``cuda_graphs``) are captured for them, before members ask."""
         for count in counts:
             request = GenerationRequest(prompt="warm-up", steps=4, seed=0, count=min(count, 4))
             self.generate([request] * max(1, count // 4))
