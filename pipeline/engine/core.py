@@ -196,8 +196,7 @@ class Engine:
         the embeddings instead of encoding them, if the LoRAs and embeddings it runs with are the
         ones on now. Returns whether it encoded (off by the options, or an invalid request: no).
         """
-        enabled = self.options.encode_ahead
-        if not (self.device.type == "cuda" if enabled is None else enabled) or self.offload or not requests:
+        if not self._on_cuda_by_default(self.options.encode_ahead) or self.offload or not requests:
             return False
         from pipeline.domain.prompt.embeddings import encode_prompt_batch
 
@@ -562,10 +561,13 @@ class Engine:
     def _noise_ahead(self, generators: list[torch.Generator]) -> AbstractContextManager[None]:
         """A diffusers call whose sampler draws its per-step noise one step ahead (on CUDA, unless
         the options say otherwise): see :mod:`pipeline.engine.noise`."""
-        enabled = self.options.noise_ahead
-        if enabled is None:
-            enabled = self.device.type == "cuda"
-        return noise_ahead(generators, self.device, enabled=enabled)
+        return noise_ahead(
+            generators, self.device, enabled=self._on_cuda_by_default(self.options.noise_ahead)
+        )
+
+    def _on_cuda_by_default(self, option: bool | None) -> bool:
+        """An option that is on when set so, and when unset (``None``) on CUDA only."""
+        return self.device.type == "cuda" if option is None else option
 
     def _inpaint(self) -> Any:
         """The inpainting pipeline sharing the loaded components (a 4-channel model blends the

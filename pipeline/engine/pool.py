@@ -75,12 +75,7 @@ class EnginePool:
                         self.upscaler, device=self.device, dtype=self.dtype, cache_dir=self.cache_dir
                     )
                 return self._upscaler
-        if request.mode == "inpaint":
-            # Zoom, Pan and Vary (Region) paint best with the model's inpainting version, if any
-            variant = self.catalog.inpainting_variant(request.model)
-            if variant is not None:
-                return self.engine_for(variant.name)
-        return self.engine_for(request.model)
+        return self.engine_for(self._model_of(request))
 
     def loaded_for(self, request: GenerationRequest) -> Engine | None:
         """The engine :meth:`for_request` would give ``request`` if it is loaded now and is a
@@ -88,12 +83,20 @@ class EnginePool:
         if request.mode == "upscale" and self.upscaler:
             return None
         try:
-            variant = self.catalog.inpainting_variant(request.model) if request.mode == "inpaint" else None
-            name = variant.name if variant is not None else self.catalog.resolve(request.model).name
+            name = self.catalog.resolve(self._model_of(request)).name
         except ModelError:
             return None
         with self._lock:
             return self._engines.get(name)
+
+    def _model_of(self, request: GenerationRequest) -> str | None:
+        """The model whose engine runs ``request`` (the upscaler aside)."""
+        if request.mode == "inpaint":
+            # Zoom, Pan and Vary (Region) paint best with the model's inpainting version, if any
+            variant = self.catalog.inpainting_variant(request.model)
+            if variant is not None:
+                return variant.name
+        return request.model
 
     def checker(self) -> SafetyChecker | None:
         """The image safety check, loaded on first use; ``None`` when none is configured."""
